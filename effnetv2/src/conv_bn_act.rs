@@ -1,0 +1,79 @@
+use candle::{Result, Tensor};
+use candle_nn::{Init, ModuleT, VarBuilder};
+
+use crate::{depthwise_conv2d, BatchNorm2d};
+
+/// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
+/// norm and `2` SiLU or identity.
+#[derive(Debug, Clone)]
+pub struct ConvBnAct {
+    weight: Tensor,
+    bn: BatchNorm2d,
+    stride: usize,
+    groups: usize,
+    silu: bool,
+}
+
+impl ConvBnAct {
+    /// A `k×k` convolution from `c_in` to `c_out` channels in `groups` groups.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+        silu: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
+            candle::bail!(
+                "ConvBnAct {}: {c_in}→{c_out} channels do not split into {groups} groups",
+                vb.prefix()
+            )
+        }
+        let fan_out = (c_out * k * k) as f64;
+        let init = Init::Randn {
+            mean: 0.,
+            stdev: (2. / fan_out).sqrt(),
+        };
+        let weight = vb
+            .pp(0)
+            .get_with_hints((c_out, c_in / groups, k, k), "weight", init)?;
+        let bn = BatchNorm2d::new(c_out, vb.pp(1))?;
+        Ok(Self {
+            weight,
+            bn,
+            stride,
+            groups,
+            silu,
+        })
+    }
+
+    fn padding(&self) -> usize {
+        (self.weight.dim(3).unwrap_or(1) - 1) / 2
+    }
+
+    /// The batch norm (`1`).
+    pub fn bn(&self) -> &BatchNorm2d {
+        &self.bn
+    }
+}
+
+impl ModuleT for ConvBnAct {
+    /// # Shapes
+    /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/stride⌉, ⌈W/stride⌉]` (odd kernels)
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let (c_out, per_group, _, _) = self.weight.dims4()?;
+        let ys = if self.groups > 1 && per_group == 1 && c_out == self.groups {
+            depthwise_conv2d(xs, &self.weight, self.stride, self.padding())?
+        } else {
+            xs.conv2d(&self.weight, self.padding(), self.stride, 1, self.groups)?
+        };
+        let ys = ys.apply_t(&self.bn, train)?;
+        if self.silu {
+            ys.silu()
+        } else {
+            Ok(ys)
+        }
+    }
+}

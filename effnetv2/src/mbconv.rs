@@ -1,0 +1,143 @@
+use candle::{Module, Result, Tensor};
+use candle_nn::{ModuleT, VarBuilder};
+
+use crate::{ConvBnAct, DropPathRng, MbConvConfig, SqueezeExcite, StochasticDepth};
+
+/// The layers of one block, named like the keys of the seed's `block` Sequential.
+#[derive(Debug, Clone)]
+enum Body {
+    /// Expand ratio 1: `fused` 3×3 ConvBNAct.
+    Single { fused: ConvBnAct },
+    /// Fused-MBConv: `fused` 3×3 expand, `fused_point_wise` 1×1 project.
+    Fused {
+        fused: ConvBnAct,
+        fused_point_wise: ConvBnAct,
+    },
+    /// MBConv: `linear_bottleneck` 1×1 expand, `depth_wise`, `se`, `point_wise` 1×1 project.
+    Inverted {
+        linear_bottleneck: ConvBnAct,
+        depth_wise: ConvBnAct,
+        se: SqueezeExcite,
+        point_wise: ConvBnAct,
+    },
+}
+
+/// The seed's `MBConv` block (plain, fused or expand-1), with the stochastic-depth residual.
+#[derive(Debug, Clone)]
+pub struct MbConv {
+    body: Body,
+    skip: bool,
+    stochastic_depth: StochasticDepth,
+}
+
+impl MbConv {
+    /// Block `cfg` whose residual branch is dropped with probability `drop_prob` in training.
+    pub fn new(
+        cfg: &MbConvConfig,
+        drop_prob: f64,
+        rng: DropPathRng,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let c = cfg;
+        let inter = c.inter_ch();
+        let vb = vb.pp("block");
+        let body = if c.expand_ratio == 1 {
+            Body::Single {
+                fused: ConvBnAct::new(c.in_ch, inter, c.kernel, c.stride, 1, true, vb.pp("fused"))?,
+            }
+        } else if c.fused {
+            Body::Fused {
+                fused: ConvBnAct::new(c.in_ch, inter, c.kernel, c.stride, 1, true, vb.pp("fused"))?,
+                fused_point_wise: ConvBnAct::new(
+                    inter,
+                    c.out_ch,
+                    1,
+                    1,
+                    1,
+                    false,
+                    vb.pp("fused_point_wise"),
+                )?,
+            }
+        } else {
+            if !c.use_se {
+                candle::bail!(
+                    "MBConv {}: non-fused blocks without SE are not part of the seed's design",
+                    vb.prefix()
+                )
+            }
+            Body::Inverted {
+                linear_bottleneck: ConvBnAct::new(
+                    c.in_ch,
+                    inter,
+                    1,
+                    1,
+                    1,
+                    true,
+                    vb.pp("linear_bottleneck"),
+                )?,
+                depth_wise: ConvBnAct::new(
+                    inter,
+                    inter,
+                    c.kernel,
+                    c.stride,
+                    inter,
+                    true,
+                    vb.pp("depth_wise"),
+                )?,
+                se: SqueezeExcite::new(inter, 4 * c.expand_ratio, vb.pp("se"))?,
+                point_wise: ConvBnAct::new(inter, c.out_ch, 1, 1, 1, false, vb.pp("point_wise"))?,
+            }
+        };
+        let skip = c.use_skip();
+        if skip && c.block_out_ch() != c.in_ch {
+            candle::bail!(
+                "MBConv {}: residual block outputs {} channels, not {}",
+                vb.prefix(),
+                c.block_out_ch(),
+                c.in_ch
+            )
+        }
+        Ok(Self {
+            body,
+            skip,
+            stochastic_depth: StochasticDepth::new(drop_prob, rng),
+        })
+    }
+
+    /// Whether the block adds its input back.
+    pub fn has_skip(&self) -> bool {
+        self.skip
+    }
+}
+
+impl ModuleT for MbConv {
+    /// # Shapes
+    /// `xs: [B, in_ch, H, W]` → `[B, out_ch, ⌈H/stride⌉, ⌈W/stride⌉]`
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let ys = match &self.body {
+            Body::Single { fused } => fused.forward_t(xs, train)?,
+            Body::Fused {
+                fused,
+                fused_point_wise,
+            } => fused
+                .forward_t(xs, train)?
+                .apply_t(fused_point_wise, train)?,
+            Body::Inverted {
+                linear_bottleneck,
+                depth_wise,
+                se,
+                point_wise,
+            } => {
+                let ys = linear_bottleneck
+                    .forward_t(xs, train)?
+                    .apply_t(depth_wise, train)?;
+                se.forward(&ys)?.apply_t(point_wise, train)?
+            }
+        };
+        if self.skip {
+            xs + self.stochastic_depth.forward_t(&ys, train)?
+        } else {
+            Ok(ys)
+        }
+    }
+}

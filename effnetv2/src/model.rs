@@ -1,0 +1,59 @@
+use candle::{Result, Tensor};
+use candle_nn::{ModuleT, VarBuilder};
+
+use crate::{Config, ConvBnAct, DropPathRng, MbConv};
+
+/// The seed's `EfficientNetV2` without a classifier: `stem` and `blocks.0 ..`.
+#[derive(Debug, Clone)]
+pub struct EfficientNetV2 {
+    stem: ConvBnAct,
+    blocks: Vec<MbConv>,
+    rng: DropPathRng,
+}
+
+impl EfficientNetV2 {
+    /// Builds the backbone of `cfg`; `vb` points at the module (`stem.0.weight` is `vb.pp("stem")`).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let Some(first) = cfg.stages.first() else {
+            candle::bail!("EfficientNetV2: the structure table has no stage")
+        };
+        let stem = ConvBnAct::new(3, first.in_ch, 3, 2, 1, true, vb.pp("stem"))?;
+        let rng = DropPathRng::default();
+        let blocks = cfg
+            .blocks()
+            .iter()
+            .zip(cfg.drop_probs())
+            .enumerate()
+            .map(|(i, (block, prob))| MbConv::new(block, prob, rng.clone(), vb.pp("blocks").pp(i)))
+            .collect::<Result<_>>()?;
+        Ok(Self { stem, blocks, rng })
+    }
+
+    /// The generator of the stochastic-depth masks (seed it for reproducible training).
+    pub fn drop_path_rng(&self) -> &DropPathRng {
+        &self.rng
+    }
+}
+
+impl EfficientNetV2 {
+    /// Runs the stem and every block, and returns the last output of each distinct spatial size,
+    /// keeping the last four (in order of first appearance, as the seed's dict does).
+    ///
+    /// # Shapes
+    /// `xs: [B, 3, H, W]` → 4 maps `[B, widths[i], H/s, W/s]` for s = 4, 8, 16, 32 (fewer when the
+    /// input is so small that strides collapse to the same size)
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let mut xs = self.stem.forward_t(xs, train)?;
+        let mut by_size: Vec<((usize, usize), Tensor)> = Vec::new();
+        for block in &self.blocks {
+            xs = block.forward_t(&xs, train)?;
+            let size = (xs.dim(2)?, xs.dim(3)?);
+            match by_size.iter_mut().find(|(s, _)| *s == size) {
+                Some(entry) => entry.1 = xs.clone(),
+                None => by_size.push((size, xs.clone())),
+            }
+        }
+        let skip = by_size.len().saturating_sub(4);
+        Ok(by_size.into_iter().skip(skip).map(|(_, map)| map).collect())
+    }
+}
