@@ -1,0 +1,19 @@
+//! RT-DETR with an EfficientNetV2 backbone, assembled from the workspace's crates.
+//!
+//! For now this holds the model variants and the weight [`Manifest`]: every tensor a module asks
+//! for, by its state_dict key, with its shape, found without allocating the weights.
+//!
+//! ```
+//! use rtdetr::{Manifest, Variant};
+//!
+//! let manifest = Manifest::backbone(Variant::S)?;
+//! assert_eq!(manifest.parameter_count(), 19_847_248);
+//! assert!(manifest.get("stem.0.weight").is_some());
+//! # Ok::<(), candle::Error>(())
+//! ```
+
+mod manifest;
+mod variant;
+
+pub use manifest::{Entry, Manifest};
+pub use variant::Variant;
