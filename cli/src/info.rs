@@ -104,7 +104,7 @@ fn render(variant: Variant, nc: usize, per_block: bool) -> anyhow::Result<String
     for r in &rows {
         writeln!(
             out,
-            "{:<10} {:<16} {:<18} {:>7} {:>6} {:>13}",
+            "{:<10} {:<16} {:<18} {:>9} {:>6} {:>13}",
             "model.0",
             r.name,
             r.kind,
