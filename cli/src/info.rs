@@ -53,11 +53,16 @@ fn backbone_rows(variant: Variant, per_block: bool) -> anyhow::Result<Vec<Row>> 
     for stage in &cfg.stages {
         let range = first..first + stage.layers;
         first = range.end;
-        let groups: Vec<std::ops::Range<usize>> =
-            if per_block { range.map(|i| i..i + 1).collect() } else { vec![range] };
+        let groups: Vec<std::ops::Range<usize>> = if per_block {
+            range.map(|i| i..i + 1).collect()
+        } else {
+            vec![range]
+        };
         for group in groups {
-            let params =
-                group.clone().map(|i| manifest.parameter_count_under(&format!("blocks.{i}"))).sum();
+            let params = group
+                .clone()
+                .map(|i| manifest.parameter_count_under(&format!("blocks.{i}")))
+                .sum();
             let name = if group.len() == 1 {
                 format!("blocks.{}", group.start)
             } else {
@@ -86,7 +91,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -99,8 +104,16 @@ fn render(variant: Variant, nc: usize, per_block: bool) -> anyhow::Result<String
     let rows = backbone_rows(variant, per_block)?;
     let total: usize = rows.iter().map(|r| r.params).sum();
     let mut out = String::new();
-    writeln!(out, "RT-DETR-EfficientNetV2-{} (nc={nc})", variant.name().to_uppercase())?;
-    writeln!(out, "{:<10} {:<16} {:<18} {:>9} {:>6} {:>13}", "layer", "key", "module", "in->out", "stride", "params")?;
+    writeln!(
+        out,
+        "RT-DETR-EfficientNetV2-{} (nc={nc})",
+        variant.name().to_uppercase()
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:<16} {:<18} {:>9} {:>6} {:>13}",
+        "layer", "key", "module", "in->out", "stride", "params"
+    )?;
     for r in &rows {
         writeln!(
             out,
@@ -114,8 +127,15 @@ fn render(variant: Variant, nc: usize, per_block: bool) -> anyhow::Result<String
         )?;
     }
     let widths = variant.backbone().widths();
-    writeln!(out, "backbone (model.0): {} parameters, outputs {widths:?} at strides [4, 8, 16, 32]", thousands(total))?;
-    writeln!(out, "neck (model.1-18) and decoder (model.19): not in this build yet")?;
+    writeln!(
+        out,
+        "backbone (model.0): {} parameters, outputs {widths:?} at strides [4, 8, 16, 32]",
+        thousands(total)
+    )?;
+    writeln!(
+        out,
+        "neck (model.1-18) and decoder (model.19): not in this build yet"
+    )?;
     Ok(out)
 }
 
@@ -133,7 +153,10 @@ mod tests {
     #[test]
     fn table_totals_are_the_backbone_counts() {
         let s = render(Variant::S, 1, false).unwrap();
-        assert!(s.contains("backbone (model.0): 19,847,248 parameters"), "{s}");
+        assert!(
+            s.contains("backbone (model.0): 19,847,248 parameters"),
+            "{s}"
+        );
         assert!(s.contains("blocks.10-15"), "{s}");
         let xl = render(Variant::Xl, 80, true).unwrap();
         assert!(xl.contains("206,017,048"), "{xl}");

@@ -22,15 +22,19 @@ pub struct MbConvConfig {
 }
 
 impl MbConvConfig {
-    const fn row(
-        expand_ratio: usize,
-        kernel: usize,
-        stride: usize,
-        in_ch: usize,
-        out_ch: usize,
-        layers: usize,
-        use_se: bool,
-        fused: bool,
+    /// A row in the seed's tuple order:
+    /// `(expand_ratio, kernel, stride, in_ch, out_ch, layers, use_se, fused)`.
+    pub const fn row(
+        (expand_ratio, kernel, stride, in_ch, out_ch, layers, use_se, fused): (
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            bool,
+            bool,
+        ),
     ) -> Self {
         Self {
             expand_ratio,
@@ -103,12 +107,12 @@ impl Config {
     pub fn s() -> Self {
         type R = MbConvConfig;
         Self::from_rows(&[
-            R::row(1, 3, 1, 24, 24, 2, false, true),
-            R::row(4, 3, 2, 24, 48, 4, false, true),
-            R::row(4, 3, 2, 48, 64, 4, false, true),
-            R::row(4, 3, 2, 64, 128, 6, true, false),
-            R::row(6, 3, 1, 128, 160, 9, true, false),
-            R::row(6, 3, 2, 160, 256, 15, true, false),
+            R::row((1, 3, 1, 24, 24, 2, false, true)),
+            R::row((4, 3, 2, 24, 48, 4, false, true)),
+            R::row((4, 3, 2, 48, 64, 4, false, true)),
+            R::row((4, 3, 2, 64, 128, 6, true, false)),
+            R::row((6, 3, 1, 128, 160, 9, true, false)),
+            R::row((6, 3, 2, 160, 256, 15, true, false)),
         ])
     }
 
@@ -116,13 +120,13 @@ impl Config {
     pub fn m() -> Self {
         type R = MbConvConfig;
         Self::from_rows(&[
-            R::row(1, 3, 1, 24, 24, 3, false, true),
-            R::row(4, 3, 2, 24, 48, 5, false, true),
-            R::row(4, 3, 2, 48, 80, 5, false, true),
-            R::row(4, 3, 2, 80, 160, 7, true, false),
-            R::row(6, 3, 1, 160, 176, 14, true, false),
-            R::row(6, 3, 2, 176, 304, 18, true, false),
-            R::row(6, 3, 1, 304, 512, 5, true, false),
+            R::row((1, 3, 1, 24, 24, 3, false, true)),
+            R::row((4, 3, 2, 24, 48, 5, false, true)),
+            R::row((4, 3, 2, 48, 80, 5, false, true)),
+            R::row((4, 3, 2, 80, 160, 7, true, false)),
+            R::row((6, 3, 1, 160, 176, 14, true, false)),
+            R::row((6, 3, 2, 176, 304, 18, true, false)),
+            R::row((6, 3, 1, 304, 512, 5, true, false)),
         ])
     }
 
@@ -130,13 +134,13 @@ impl Config {
     pub fn l() -> Self {
         type R = MbConvConfig;
         Self::from_rows(&[
-            R::row(1, 3, 1, 32, 32, 4, false, true),
-            R::row(4, 3, 2, 32, 64, 7, false, true),
-            R::row(4, 3, 2, 64, 96, 7, false, true),
-            R::row(4, 3, 2, 96, 192, 10, true, false),
-            R::row(6, 3, 1, 192, 224, 19, true, false),
-            R::row(6, 3, 2, 224, 384, 25, true, false),
-            R::row(6, 3, 1, 384, 640, 7, true, false),
+            R::row((1, 3, 1, 32, 32, 4, false, true)),
+            R::row((4, 3, 2, 32, 64, 7, false, true)),
+            R::row((4, 3, 2, 64, 96, 7, false, true)),
+            R::row((4, 3, 2, 96, 192, 10, true, false)),
+            R::row((6, 3, 1, 192, 224, 19, true, false)),
+            R::row((6, 3, 2, 224, 384, 25, true, false)),
+            R::row((6, 3, 1, 384, 640, 7, true, false)),
         ])
     }
 
@@ -144,13 +148,13 @@ impl Config {
     pub fn xl() -> Self {
         type R = MbConvConfig;
         Self::from_rows(&[
-            R::row(1, 3, 1, 32, 32, 4, false, true),
-            R::row(4, 3, 2, 32, 64, 8, false, true),
-            R::row(4, 3, 2, 64, 96, 8, false, true),
-            R::row(4, 3, 2, 96, 192, 16, true, false),
-            R::row(6, 3, 1, 192, 256, 24, true, false),
-            R::row(6, 3, 2, 256, 512, 32, true, false),
-            R::row(6, 3, 1, 512, 640, 8, true, false),
+            R::row((1, 3, 1, 32, 32, 4, false, true)),
+            R::row((4, 3, 2, 32, 64, 8, false, true)),
+            R::row((4, 3, 2, 64, 96, 8, false, true)),
+            R::row((4, 3, 2, 96, 192, 16, true, false)),
+            R::row((6, 3, 1, 192, 256, 24, true, false)),
+            R::row((6, 3, 2, 256, 512, 32, true, false)),
+            R::row((6, 3, 1, 512, 640, 8, true, false)),
         ])
     }
 

@@ -25,7 +25,7 @@ impl ConvBnAct {
         silu: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
+        if groups == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
             candle::bail!(
                 "ConvBnAct {}: {c_in}→{c_out} channels do not split into {groups} groups",
                 vb.prefix()

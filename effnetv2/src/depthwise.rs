@@ -332,30 +332,54 @@ mod tests {
             .unwrap()
     }
 
-    /// (input shape, kernel, stride, padding): odd and even sizes, strides 1 to 3, no padding,
-    /// padding wider than the kernel's half, rectangular kernels.
-    const CASES: &[([usize; 4], (usize, usize), usize, usize)] = &[
-        ([2, 3, 7, 9], (3, 3), 1, 1),
-        ([1, 4, 8, 6], (3, 3), 2, 1),
-        ([2, 2, 9, 7], (5, 5), 2, 2),
-        ([1, 3, 6, 10], (3, 3), 1, 0),
-        ([1, 2, 5, 5], (3, 3), 3, 2),
-        ([2, 2, 6, 7], (1, 3), 1, 1),
+    #[derive(Debug, Clone, Copy)]
+    struct Case {
+        shape: [usize; 4],
+        kernel: (usize, usize),
+        stride: usize,
+        padding: usize,
+    }
+
+    const fn case(
+        shape: [usize; 4],
+        kernel: (usize, usize),
+        stride: usize,
+        padding: usize,
+    ) -> Case {
+        Case {
+            shape,
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
+    /// Odd and even sizes, strides 1 to 3, no padding, padding wider than the kernel's half,
+    /// rectangular kernels.
+    const CASES: &[Case] = &[
+        case([2, 3, 7, 9], (3, 3), 1, 1),
+        case([1, 4, 8, 6], (3, 3), 2, 1),
+        case([2, 2, 9, 7], (5, 5), 2, 2),
+        case([1, 3, 6, 10], (3, 3), 1, 0),
+        case([1, 2, 5, 5], (3, 3), 3, 2),
+        case([2, 2, 6, 7], (1, 3), 1, 1),
     ];
 
     #[test]
     fn forward_and_gradients_equal_grouped_conv() {
-        for &(shape, (kh, kw), stride, padding) in CASES {
+        for &case @ Case {
+            shape,
+            kernel: (kh, kw),
+            stride,
+            padding,
+        } in CASES
+        {
             let c = shape[1];
             let xs = Var::from_tensor(&random(&shape, DType::F64)).unwrap();
             let w = Var::from_tensor(&random(&[c, 1, kh, kw], DType::F64)).unwrap();
             let ours = depthwise_conv2d(&xs, &w, stride, padding).unwrap();
             let reference = xs.conv2d(&w, padding, stride, 1, c).unwrap();
-            assert_eq!(
-                ours.dims(),
-                reference.dims(),
-                "{shape:?} k{kh}x{kw} s{stride} p{padding}"
-            );
+            assert_eq!(ours.dims(), reference.dims(), "{case:?}");
             assert!(max_abs_diff(&ours, &reference) < 1e-12);
 
             let probe = random(ours.dims(), DType::F64);
@@ -373,10 +397,7 @@ mod tests {
                 .unwrap();
             for var in [&xs, &w] {
                 let (a, b) = (ours.get(var).unwrap(), reference.get(var).unwrap());
-                assert!(
-                    max_abs_diff(a, b) < 1e-12,
-                    "{shape:?} k{kh}x{kw} s{stride} p{padding}"
-                );
+                assert!(max_abs_diff(a, b) < 1e-12, "{case:?}");
             }
         }
     }
@@ -384,7 +405,13 @@ mod tests {
     #[test]
     fn gradients_equal_finite_differences() {
         let eps = 1e-6;
-        for &(shape, (kh, kw), stride, padding) in CASES {
+        for &case @ Case {
+            shape,
+            kernel: (kh, kw),
+            stride,
+            padding,
+        } in CASES
+        {
             let c = shape[1];
             let xs = random(&shape, DType::F64);
             let w = random(&[c, 1, kh, kw], DType::F64);
@@ -440,7 +467,7 @@ mod tests {
                     };
                     assert!(
                         (numeric - grad).abs() < 1e-6 * (1. + grad.abs()),
-                        "{shape:?} operand {which} index {i}: {numeric} vs {grad}"
+                        "{case:?} operand {which} index {i}: {numeric} vs {grad}"
                     );
                 }
             }

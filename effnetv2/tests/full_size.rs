@@ -19,8 +19,12 @@ use effnetv2::Config;
 const SIZE: usize = 128;
 
 fn reference(variant: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures");
-    let io = root.join("full").join(format!("backbone_{variant}_{SIZE}.io.safetensors"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("fixtures");
+    let io = root
+        .join("full")
+        .join(format!("backbone_{variant}_{SIZE}.io.safetensors"));
     if !io.exists() {
         let status = Command::new(root.join("gen").join("full.sh"))
             .args([variant, &SIZE.to_string()])

@@ -14,14 +14,21 @@ use fixtures::{assert_close, Fixture, Tol};
 fn tiny() -> (Config, Fixture, PathBuf) {
     let io = fixtures::load("backbone_tiny.io", &Device::Cpu).unwrap();
     let cfg: Config = serde_json::from_str(io.meta("config").unwrap()).unwrap();
-    (cfg, io, fixtures::data_dir().join("backbone_tiny.weights.safetensors"))
+    (
+        cfg,
+        io,
+        fixtures::data_dir().join("backbone_tiny.weights.safetensors"),
+    )
 }
 
 #[test]
 fn eval_forward_from_the_state_dict_file() {
     let (cfg, io, _) = tiny();
     let weights = fixtures::load("backbone_tiny.weights", &Device::Cpu).unwrap();
-    assert!(weights.tensors.keys().any(|k| k.ends_with("num_batches_tracked")));
+    assert!(weights
+        .tensors
+        .keys()
+        .any(|k| k.ends_with("num_batches_tracked")));
     let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, &Device::Cpu);
     let model = EfficientNetV2::new(&cfg, vb).unwrap();
     let outs = model.forward_t(io.get("input").unwrap(), false).unwrap();
@@ -44,8 +51,17 @@ fn eval_gradients_of_every_parameter() {
     let (cfg, io, weights) = tiny();
     let (model, varmap) = common::trainable(&cfg, &weights, DType::F32);
     let compared = common::check_gradients(&model, &varmap, &io, false);
-    let params = varmap.data().lock().unwrap().keys().filter(|k| !k.contains("running_")).count();
-    assert_eq!(compared, params, "the fixture holds every parameter's gradient");
+    let params = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.contains("running_"))
+        .count();
+    assert_eq!(
+        compared, params,
+        "the fixture holds every parameter's gradient"
+    );
 }
 
 #[test]
@@ -53,8 +69,17 @@ fn train_gradients_of_every_parameter() {
     let (cfg, io, weights) = tiny();
     let (model, varmap) = common::trainable(&cfg, &weights, DType::F32);
     let compared = common::check_gradients(&model, &varmap, &io, true);
-    let params = varmap.data().lock().unwrap().keys().filter(|k| !k.contains("running_")).count();
-    assert_eq!(compared, params, "the fixture holds every parameter's gradient");
+    let params = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.contains("running_"))
+        .count();
+    assert_eq!(
+        compared, params,
+        "the fixture holds every parameter's gradient"
+    );
 }
 
 #[test]
@@ -62,13 +87,19 @@ fn eval_is_deterministic_and_leaves_running_stats_alone() {
     let (cfg, io, weights) = tiny();
     let (model, varmap) = common::trainable(&cfg, &weights, DType::F32);
     let key = "blocks.0.block.fused.1.running_mean";
-    let before = varmap.data().lock().unwrap()[key].as_tensor().copy().unwrap();
+    let before = varmap.data().lock().unwrap()[key]
+        .as_tensor()
+        .copy()
+        .unwrap();
     let xs = io.get("input").unwrap();
     let a = model.forward_t(xs, false).unwrap();
     let b = model.forward_t(xs, false).unwrap();
     for (a, b) in a.iter().zip(&b) {
         assert_close(a, b, Tol::Exact, "two eval runs");
     }
-    let after = varmap.data().lock().unwrap()[key].as_tensor().copy().unwrap();
+    let after = varmap.data().lock().unwrap()[key]
+        .as_tensor()
+        .copy()
+        .unwrap();
     assert_close(&after, &before, Tol::Exact, "running mean after eval");
 }

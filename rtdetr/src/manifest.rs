@@ -39,8 +39,14 @@ struct Recorder(Arc<Mutex<Vec<Entry>>>);
 
 impl candle_nn::var_builder::SimpleBackend for Recorder {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let entry = Entry { key: name.to_string(), shape: s.dims().to_vec() };
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(entry);
+        let entry = Entry {
+            key: name.to_string(),
+            shape: s.dims().to_vec(),
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(entry);
         Tensor::zeros((), dtype, dev)?.broadcast_as(s)
     }
 
@@ -60,7 +66,10 @@ impl Manifest {
         let backend: Box<dyn candle_nn::var_builder::SimpleBackend> =
             Box::new(Recorder(entries.clone()));
         build(VarBuilder::from_backend(backend, DType::F32, Device::Cpu))?;
-        let entries = entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let entries = entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         Ok(Self { entries })
     }
 
@@ -76,7 +85,11 @@ impl Manifest {
 
     /// Trainable parameters (buffers excluded), as PyTorch's `sum(p.numel() for p in parameters())`.
     pub fn parameter_count(&self) -> usize {
-        self.entries.iter().filter(|e| !e.is_buffer()).map(Entry::numel).sum()
+        self.entries
+            .iter()
+            .filter(|e| !e.is_buffer())
+            .map(Entry::numel)
+            .sum()
     }
 
     /// Parameters whose key starts with `prefix` followed by `.`.
@@ -84,7 +97,11 @@ impl Manifest {
         self.entries
             .iter()
             .filter(|e| !e.is_buffer())
-            .filter(|e| e.key.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.')))
+            .filter(|e| {
+                e.key
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
             .map(Entry::numel)
             .sum()
     }

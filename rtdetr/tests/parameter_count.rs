@@ -37,8 +37,19 @@ fn backbone_keys_are_the_seed_state_dict_keys() {
     ] {
         assert!(manifest.get(key).is_some(), "missing {key}");
     }
-    assert_eq!(manifest.get("blocks.10.block.depth_wise.0.weight").unwrap().shape, [256, 1, 3, 3]);
+    assert_eq!(
+        manifest
+            .get("blocks.10.block.depth_wise.0.weight")
+            .unwrap()
+            .shape,
+        [256, 1, 3, 3]
+    );
     assert!(manifest.get("blocks.40.block.fused.0.weight").is_none());
-    let per_block: usize = (0..40).map(|i| manifest.parameter_count_under(&format!("blocks.{i}"))).sum();
-    assert_eq!(per_block + manifest.parameter_count_under("stem"), manifest.parameter_count());
+    let per_block: usize = (0..40)
+        .map(|i| manifest.parameter_count_under(&format!("blocks.{i}")))
+        .sum();
+    assert_eq!(
+        per_block + manifest.parameter_count_under("stem"),
+        manifest.parameter_count()
+    );
 }

@@ -20,7 +20,8 @@ pub fn trainable(cfg: &Config, weights: &Path, dtype: DType) -> (EfficientNetV2,
     let model = EfficientNetV2::new(cfg, vb).unwrap();
     let file = fixtures::load_file(weights, &Device::Cpu).unwrap();
     for (name, var) in varmap.data().lock().unwrap().iter() {
-        var.set(&file.get(name).unwrap().to_dtype(dtype).unwrap()).unwrap();
+        var.set(&file.get(name).unwrap().to_dtype(dtype).unwrap())
+            .unwrap();
     }
     (model, varmap)
 }
@@ -41,20 +42,33 @@ pub fn check_outputs(outs: &[Tensor], io: &Fixture, mode: &str) -> f64 {
     let mut worst = 0f64;
     for (i, out) in outs.iter().enumerate() {
         let what = format!("{mode}.out.{i}");
-        worst = worst.max(assert_close(out, io.get(&what).unwrap(), Tol::Parity, &what));
+        worst = worst.max(assert_close(
+            out,
+            io.get(&what).unwrap(),
+            Tol::Parity,
+            &what,
+        ));
     }
     let dtype = outs[0].dtype();
-    eprintln!("{}: {mode} ({dtype:?}) outputs max |diff| {worst:.2e}", io.path().display());
+    eprintln!(
+        "{}: {mode} ({dtype:?}) outputs max |diff| {worst:.2e}",
+        io.path().display()
+    );
     worst
 }
 
 /// Train-mode running statistics after one forward equal `train.state.*`.
 pub fn check_running_stats(varmap: &VarMap, io: &Fixture) {
     let expected = io.with_prefix("train.state.");
-    assert!(!expected.is_empty(), "the fixture has no running statistics");
+    assert!(
+        !expected.is_empty(),
+        "the fixture has no running statistics"
+    );
     let vars = varmap.data().lock().unwrap();
     for (name, want) in expected {
-        let got = vars.get(&name).unwrap_or_else(|| panic!("no buffer {name}"));
+        let got = vars
+            .get(&name)
+            .unwrap_or_else(|| panic!("no buffer {name}"));
         assert_close(got.as_tensor(), &want, Tol::Parity, &name);
     }
 }
@@ -64,7 +78,11 @@ fn probe_loss(outs: &[Tensor], io: &Fixture) -> Tensor {
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let probe = io.get(&format!("probe.{i}")).unwrap().to_dtype(o.dtype()).unwrap();
+            let probe = io
+                .get(&format!("probe.{i}"))
+                .unwrap()
+                .to_dtype(o.dtype())
+                .unwrap();
             (o * probe).unwrap().sum_all().unwrap()
         })
         .collect();
@@ -74,9 +92,18 @@ fn probe_loss(outs: &[Tensor], io: &Fixture) -> Tensor {
 /// Runs forward in `train` or eval mode, checks the outputs, then d(Σ <out_i, probe_i>) with
 /// respect to the input and to every parameter in `<mode>.grad.*`, reporting every failure.
 /// Returns the number of parameters compared.
-pub fn check_gradients(model: &EfficientNetV2, varmap: &VarMap, io: &Fixture, train: bool) -> usize {
+pub fn check_gradients(
+    model: &EfficientNetV2,
+    varmap: &VarMap,
+    io: &Fixture,
+    train: bool,
+) -> usize {
     let mode = if train { "train" } else { "eval" };
-    let xs = io.get("input").unwrap().to_dtype(dtype_of(io, mode)).unwrap();
+    let xs = io
+        .get("input")
+        .unwrap()
+        .to_dtype(dtype_of(io, mode))
+        .unwrap();
     let xs = Var::from_tensor(&xs).unwrap();
     let outs = model.forward_t(&xs, train).unwrap();
     check_outputs(&outs, io, mode);
@@ -92,7 +119,9 @@ pub fn check_gradients(model: &EfficientNetV2, varmap: &VarMap, io: &Fixture, tr
         let got = if name == "input" {
             grads.get(&xs)
         } else {
-            let var = vars.get(name).unwrap_or_else(|| panic!("the model has no parameter {name}"));
+            let var = vars
+                .get(name)
+                .unwrap_or_else(|| panic!("the model has no parameter {name}"));
             compared += 1;
             grads.get(var)
         };
@@ -102,7 +131,10 @@ pub fn check_gradients(model: &EfficientNetV2, varmap: &VarMap, io: &Fixture, tr
         };
         if max_abs(want) < floor {
             if max_abs(got) >= floor {
-                failures.push(format!("{name}: zero in exact arithmetic, got max {}", max_abs(got)));
+                failures.push(format!(
+                    "{name}: zero in exact arithmetic, got max {}",
+                    max_abs(got)
+                ));
             }
             continue;
         }
@@ -111,7 +143,11 @@ pub fn check_gradients(model: &EfficientNetV2, varmap: &VarMap, io: &Fixture, tr
             Err(m) => failures.push(m.to_string()),
         }
     }
-    assert!(failures.is_empty(), "{mode} gradients:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{mode} gradients:\n{}",
+        failures.join("\n")
+    );
     eprintln!(
         "{}: {mode} gradients of {compared} parameters and the input, worst max|diff|/max|want| {worst_relative:.2e}",
         io.path().display()
