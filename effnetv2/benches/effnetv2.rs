@@ -24,7 +24,7 @@ fn depthwise(c: &mut Criterion) {
         let xv = Var::from_tensor(&xs).unwrap();
         let wv = Var::from_tensor(&w).unwrap();
         group.bench_function(BenchmarkId::new("direct_fwd_bwd", &id), |b| {
-            b.iter(|| {
+            b.iter_with_large_drop(|| {
                 depthwise_conv2d(&xv, &wv, stride, 1)
                     .unwrap()
                     .sum_all()
@@ -34,7 +34,7 @@ fn depthwise(c: &mut Criterion) {
             })
         });
         group.bench_function(BenchmarkId::new("candle_grouped_fwd_bwd", &id), |b| {
-            b.iter(|| {
+            b.iter_with_large_drop(|| {
                 xv.conv2d(&wv, 1, stride, 1, channels)
                     .unwrap()
                     .sum_all()

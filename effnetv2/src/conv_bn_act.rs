@@ -59,13 +59,28 @@ impl ConvBnAct {
     }
 }
 
+/// A 1×1 convolution as one matrix product per image (candle's conv2d copies through im2col).
+fn pointwise_conv2d(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (b, c_in, h, w) = xs.dims4()?;
+    let c_out = weight.dim(0)?;
+    let weight = weight
+        .reshape((1, c_out, c_in))?
+        .broadcast_as((b, c_out, c_in))?;
+    // [B, C, H, W] -> [B, C, H*W]
+    let xs = xs.reshape((b, c_in, h * w))?;
+    weight.matmul(&xs)?.reshape((b, c_out, h, w))
+}
+
 impl ModuleT for ConvBnAct {
     /// # Shapes
     /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/stride⌉, ⌈W/stride⌉]` (odd kernels)
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let (c_out, per_group, _, _) = self.weight.dims4()?;
+        let (_, _, kh, kw) = self.weight.dims4()?;
         let ys = if self.groups > 1 && per_group == 1 && c_out == self.groups {
             depthwise_conv2d(xs, &self.weight, self.stride, self.padding())?
+        } else if (kh, kw, self.stride, self.groups) == (1, 1, 1, 1) {
+            pointwise_conv2d(xs, &self.weight)?
         } else {
             xs.conv2d(&self.weight, self.padding(), self.stride, 1, self.groups)?
         };

@@ -122,6 +122,57 @@ impl Geometry {
     }
 }
 
+/// `out[i] += a·xs[i·stride]`.
+fn axpy<T: WithDType>(out: &mut [T], a: T, xs: &[T], stride: usize) {
+    if stride == 1 {
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o += a * x;
+        }
+    } else {
+        for (o, &x) in out.iter_mut().zip(xs.iter().step_by(stride)) {
+            *o += a * x;
+        }
+    }
+}
+
+/// `xs[i·stride] += a·ys[i]`.
+fn scatter_axpy<T: WithDType>(xs: &mut [T], a: T, ys: &[T], stride: usize) {
+    if stride == 1 {
+        for (x, &y) in xs.iter_mut().zip(ys) {
+            *x += a * y;
+        }
+    } else {
+        for (x, &y) in xs.iter_mut().step_by(stride).zip(ys) {
+            *x += a * y;
+        }
+    }
+}
+
+/// `Σ ys[i]·xs[i·stride]`, in independent partial sums: float addition is not reassociated by
+/// the compiler, so a single accumulator would serialise the loop on the add latency.
+fn dot<T: WithDType>(ys: &[T], xs: &[T], stride: usize) -> T {
+    const LANES: usize = 8;
+    let mut acc = [T::zero(); LANES];
+    let full = ys.len() / LANES * LANES;
+    if stride == 1 {
+        for (y, x) in ys.chunks_exact(LANES).zip(xs.chunks_exact(LANES)) {
+            for lane in 0..LANES {
+                acc[lane] += y[lane] * x[lane];
+            }
+        }
+    } else {
+        for (chunk, y) in ys.chunks_exact(LANES).enumerate() {
+            for lane in 0..LANES {
+                acc[lane] += y[lane] * xs[(chunk * LANES + lane) * stride];
+            }
+        }
+    }
+    for i in full..ys.len() {
+        acc[0] += ys[i] * xs[i * stride];
+    }
+    acc.iter().fold(T::zero(), |sum, &a| sum + a)
+}
+
 fn forward_kernel<T: WithDType>(g: &Geometry, xs: &[T], weight: &[T]) -> Vec<T> {
     let mut out = vec![T::zero(); g.b * g.c * g.out_plane()];
     out.par_chunks_mut(g.out_plane())
@@ -130,19 +181,14 @@ fn forward_kernel<T: WithDType>(g: &Geometry, xs: &[T], weight: &[T]) -> Vec<T> 
             let xs = &xs[plane * g.plane()..][..g.plane()];
             let taps = &weight[(plane % g.c) * g.taps()..][..g.taps()];
             g.for_each_tap(|oy, iy, ky, kx, (lo, hi)| {
-                let tap = taps[ky * g.kw + kx];
-                let row = &xs[iy * g.w..][..g.w];
-                let out = &mut out[oy * g.ow..][lo..hi];
                 let first = lo * g.stride + kx - g.padding;
-                if g.stride == 1 {
-                    for (o, &x) in out.iter_mut().zip(&row[first..]) {
-                        *o += tap * x;
-                    }
-                } else {
-                    for (o, &x) in out.iter_mut().zip(row[first..].iter().step_by(g.stride)) {
-                        *o += tap * x;
-                    }
-                }
+                let row = &xs[iy * g.w..][first..g.w];
+                axpy(
+                    &mut out[oy * g.ow..][lo..hi],
+                    taps[ky * g.kw + kx],
+                    row,
+                    g.stride,
+                );
             });
         });
     out
@@ -157,13 +203,14 @@ fn grad_input_kernel<T: WithDType>(g: &Geometry, grad: &[T], weight: &[T]) -> Ve
             let grad = &grad[plane * g.out_plane()..][..g.out_plane()];
             let taps = &weight[(plane % g.c) * g.taps()..][..g.taps()];
             g.for_each_tap(|oy, iy, ky, kx, (lo, hi)| {
-                let tap = taps[ky * g.kw + kx];
-                let grad = &grad[oy * g.ow..][lo..hi];
                 let first = lo * g.stride + kx - g.padding;
-                let row = &mut grad_xs[iy * g.w..][first..];
-                for (x, &d) in row.iter_mut().step_by(g.stride).zip(grad) {
-                    *x += tap * d;
-                }
+                let row = &mut grad_xs[iy * g.w..][first..g.w];
+                scatter_axpy(
+                    row,
+                    taps[ky * g.kw + kx],
+                    &grad[oy * g.ow..][lo..hi],
+                    g.stride,
+                );
             });
         });
     grad_xs
@@ -180,16 +227,9 @@ fn grad_weight_kernel<T: WithDType>(g: &Geometry, xs: &[T], grad: &[T]) -> Vec<T
                 let xs = &xs[plane * g.plane()..][..g.plane()];
                 let grad = &grad[plane * g.out_plane()..][..g.out_plane()];
                 g.for_each_tap(|oy, iy, ky, kx, (lo, hi)| {
-                    let row = &xs[iy * g.w..];
                     let first = lo * g.stride + kx - g.padding;
-                    let mut acc = T::zero();
-                    for (&d, &x) in grad[oy * g.ow..][lo..hi]
-                        .iter()
-                        .zip(row[first..].iter().step_by(g.stride))
-                    {
-                        acc += d * x;
-                    }
-                    grad_w[ky * g.kw + kx] += acc;
+                    let row = &xs[iy * g.w..][first..g.w];
+                    grad_w[ky * g.kw + kx] += dot(&grad[oy * g.ow..][lo..hi], row, g.stride);
                 });
             }
         });
