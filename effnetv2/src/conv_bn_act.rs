@@ -59,7 +59,30 @@ impl ConvBnAct {
     }
 }
 
-/// A 1×1 convolution as one matrix product per image (candle's conv2d copies through im2col).
+/// `F.conv2d(xs, weight, stride=stride, padding=padding, groups=groups)` without bias, through the
+/// fastest path this crate has: the direct depthwise kernel, a matrix product for 1×1 stride-1
+/// convolutions (candle's conv2d copies through im2col), or candle's conv2d.
+///
+/// # Shapes
+/// `xs: [B, C_in, H, W]`, `weight: [C_out, C_in/groups, KH, KW]` → `[B, C_out, OH, OW]`
+pub fn conv2d(
+    xs: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let (c_out, per_group, kh, kw) = weight.dims4()?;
+    if groups > 1 && per_group == 1 && c_out == groups {
+        depthwise_conv2d(xs, weight, stride, padding)
+    } else if (kh, kw, stride, padding, groups) == (1, 1, 1, 0, 1) {
+        pointwise_conv2d(xs, weight)
+    } else {
+        xs.conv2d(weight, padding, stride, 1, groups)
+    }
+}
+
+/// A 1×1 convolution as one matrix product per image.
 fn pointwise_conv2d(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let (b, c_in, h, w) = xs.dims4()?;
     let c_out = weight.dim(0)?;
@@ -75,15 +98,7 @@ impl ModuleT for ConvBnAct {
     /// # Shapes
     /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/stride⌉, ⌈W/stride⌉]` (odd kernels)
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let (c_out, per_group, _, _) = self.weight.dims4()?;
-        let (_, _, kh, kw) = self.weight.dims4()?;
-        let ys = if self.groups > 1 && per_group == 1 && c_out == self.groups {
-            depthwise_conv2d(xs, &self.weight, self.stride, self.padding())?
-        } else if (kh, kw, self.stride, self.groups) == (1, 1, 1, 1) {
-            pointwise_conv2d(xs, &self.weight)?
-        } else {
-            xs.conv2d(&self.weight, self.padding(), self.stride, 1, self.groups)?
-        };
+        let ys = conv2d(xs, &self.weight, self.stride, self.padding(), self.groups)?;
         let ys = ys.apply_t(&self.bn, train)?;
         if self.silu {
             ys.silu()

@@ -29,7 +29,7 @@ mod stochastic_depth;
 
 pub use batch_norm::{BatchNorm2d, BN_EPS, BN_MOMENTUM};
 pub use config::{adjust_channels, Config, MbConvConfig};
-pub use conv_bn_act::ConvBnAct;
+pub use conv_bn_act::{conv2d, ConvBnAct};
 pub use depthwise::depthwise_conv2d;
 pub use mbconv::MbConv;
 pub use model::EfficientNetV2;

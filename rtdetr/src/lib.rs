@@ -13,7 +13,9 @@
 //! ```
 
 mod manifest;
+mod model;
 mod variant;
 
 pub use manifest::{Entry, Manifest};
+pub use model::{ModelConfig, ModelOutput, RtDetr};
 pub use variant::Variant;

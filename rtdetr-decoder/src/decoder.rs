@@ -1,0 +1,293 @@
+use candle::{Module, Result, Tensor, D};
+use candle_nn::{Init, Linear, VarBuilder};
+use effnetv2::BatchNorm2d;
+use rtdetr_neck::LayerNorm;
+
+use crate::{generate_anchors, inverse_sigmoid, topk, DecoderConfig, DecoderLayer, Mlp};
+
+/// `sigmoid(x) = 1 / (1 + exp(−x))`, the form that maps the `+inf` of invalid anchors to 1.
+fn sigmoid(xs: &Tensor) -> Result<Tensor> {
+    (xs.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// Rows `index[b]` of `xs[b]`.
+///
+/// # Shapes
+/// `xs: [B, S, C]`, `index: [B, K]` → `[B, K, C]`
+fn gather_rows(xs: &Tensor, index: &Tensor) -> Result<Tensor> {
+    let (b, _, c) = xs.dims3()?;
+    let k = index.dim(1)?;
+    xs.contiguous()?.gather(
+        &index.unsqueeze(2)?.broadcast_as((b, k, c))?.contiguous()?,
+        1,
+    )
+}
+
+/// The queries the encoder side selects (`_get_decoder_input`).
+#[derive(Debug, Clone)]
+pub struct QueryInit {
+    /// Query content: the selected encoder features. `[B, K, hidden]`
+    pub embed: Tensor,
+    /// Reference boxes in logit space (`+inf` for invalid anchors). `[B, K, 4]`
+    pub ref_logits: Tensor,
+    /// `sigmoid(ref_logits)`, the encoder's boxes for the loss. `[B, K, 4]`
+    pub enc_boxes: Tensor,
+    /// Class logits of the selected tokens, for the loss. `[B, K, nc]`
+    pub enc_logits: Tensor,
+    /// Indices of the selected tokens into the flattened levels. `[B, K]` u32
+    pub index: Tensor,
+}
+
+/// Everything the decoder computes in one pass.
+#[derive(Debug, Clone)]
+pub struct DecoderOutput {
+    /// Top-k over (query, class) pairs of the last layer: `[cx, cy, w, h, score, class]`,
+    /// normalised, sorted by score. `[B, K, 6]`
+    pub detections: Tensor,
+    /// Every layer's refined boxes (cx, cy, w, h in [0, 1]). `[L, B, K, 4]`
+    pub boxes: Tensor,
+    /// Every layer's class logits. `[L, B, K, nc]`
+    pub logits: Tensor,
+    /// The selected queries.
+    pub queries: QueryInit,
+}
+
+/// ultralytics `RTDETRDecoder` (with `learnt_init_query=False`).
+#[derive(Debug, Clone)]
+pub struct RtDetrDecoder {
+    cfg: DecoderConfig,
+    input_proj: Vec<(Tensor, BatchNorm2d)>,
+    layers: Vec<DecoderLayer>,
+    query_pos_head: Mlp,
+    enc_output: (Linear, LayerNorm),
+    enc_score_head: Linear,
+    enc_bbox_head: Mlp,
+    dec_score_head: Vec<Linear>,
+    dec_bbox_head: Vec<Mlp>,
+    denoising_class_embed: Tensor,
+}
+
+impl RtDetrDecoder {
+    /// `vb` points at the decoder module (`model.19`).
+    pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let hd = cfg.hidden;
+        let input_proj = cfg
+            .in_channels
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let vb = vb.pp("input_proj").pp(i);
+                let bound = (6.0 / (c + hd) as f64).sqrt();
+                let init = Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                };
+                let weight = vb.pp(0).get_with_hints((hd, c, 1, 1), "weight", init)?;
+                Ok((weight, BatchNorm2d::new(hd, vb.pp(1))?))
+            })
+            .collect::<Result<_>>()?;
+        let layers = (0..cfg.layers)
+            .map(|i| {
+                let vb = vb.pp("decoder").pp("layers").pp(i);
+                DecoderLayer::new(hd, cfg.heads, cfg.ffn, cfg.levels(), cfg.points, vb)
+            })
+            .collect::<Result<_>>()?;
+        let score_head = |vb: VarBuilder| candle_nn::linear(hd, cfg.nc, vb);
+        let bbox_head = |vb: VarBuilder| Mlp::new(hd, hd, 4, 3, vb);
+        Ok(Self {
+            cfg: cfg.clone(),
+            input_proj,
+            layers,
+            query_pos_head: Mlp::new(4, 2 * hd, hd, 2, vb.pp("query_pos_head"))?,
+            enc_output: (
+                candle_nn::linear(hd, hd, vb.pp("enc_output").pp(0))?,
+                LayerNorm::new(hd, vb.pp("enc_output").pp(1))?,
+            ),
+            enc_score_head: score_head(vb.pp("enc_score_head"))?,
+            enc_bbox_head: bbox_head(vb.pp("enc_bbox_head"))?,
+            dec_score_head: (0..cfg.layers)
+                .map(|i| score_head(vb.pp("dec_score_head").pp(i)))
+                .collect::<Result<_>>()?,
+            dec_bbox_head: (0..cfg.layers)
+                .map(|i| bbox_head(vb.pp("dec_bbox_head").pp(i)))
+                .collect::<Result<_>>()?,
+            denoising_class_embed: vb.get_with_hints(
+                (cfg.nc, hd),
+                "denoising_class_embed.weight",
+                Init::Randn {
+                    mean: 0.,
+                    stdev: 1.,
+                },
+            )?,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    /// The class embeddings of denoising queries (`denoising_class_embed.weight`). `[nc, hidden]`
+    pub fn denoising_class_embed(&self) -> &Tensor {
+        &self.denoising_class_embed
+    }
+
+    /// Projects each level (1×1 conv + batch norm) and flattens them into one token sequence
+    /// (`_get_encoder_input`).
+    ///
+    /// # Shapes
+    /// `maps[i]: [B, in_channels[i], H_i, W_i]` → `([B, S, hidden], [(H_i, W_i)])`, S = Σ H_i·W_i
+    pub fn encoder_input(
+        &self,
+        maps: &[Tensor],
+        train: bool,
+    ) -> Result<(Tensor, Vec<(usize, usize)>)> {
+        if maps.len() != self.input_proj.len() {
+            candle::bail!(
+                "RTDETRDecoder: {} maps given, built for {}",
+                maps.len(),
+                self.input_proj.len()
+            )
+        }
+        let mut flat = Vec::with_capacity(maps.len());
+        let mut shapes = Vec::with_capacity(maps.len());
+        for (xs, (weight, bn)) in maps.iter().zip(&self.input_proj) {
+            let ys = effnetv2::conv2d(xs, weight, 1, 0, 1)?.apply_t(bn, train)?;
+            let (_, _, h, w) = ys.dims4()?;
+            shapes.push((h, w));
+            // [B, C, H, W] -> [B, H*W, C]
+            flat.push(ys.flatten_from(2)?.transpose(1, 2)?);
+        }
+        Ok((Tensor::cat(&flat, 1)?, shapes))
+    }
+
+    /// Scores every token with the encoder head and keeps the `queries` best as the decoder's
+    /// initial queries and reference boxes (`_get_decoder_input`). In training the queries and
+    /// boxes are detached, as in the reference.
+    pub fn select_queries(
+        &self,
+        feats: &Tensor,
+        shapes: &[(usize, usize)],
+        train: bool,
+    ) -> Result<QueryInit> {
+        let anchors = generate_anchors(shapes, feats.device())?;
+        let valid = anchors.valid.to_dtype(feats.dtype())?;
+        let memory = self.enc_output.0.forward(&feats.broadcast_mul(&valid)?)?;
+        let memory = self.enc_output.1.forward(&memory)?;
+        let logits = self.enc_score_head.forward(&memory)?;
+        let k = self.cfg.queries.min(feats.dim(1)?);
+        let (_, index) = topk(&logits.max(D::Minus1)?, k)?;
+        let embed = gather_rows(&memory, &index)?;
+        let b = feats.dim(0)?;
+        let anchor_logits =
+            anchors
+                .logits
+                .to_dtype(feats.dtype())?
+                .broadcast_as((b, feats.dim(1)?, 4))?;
+        let ref_logits =
+            (self.enc_bbox_head.forward(&embed)? + gather_rows(&anchor_logits, &index)?)?;
+        let enc_boxes = sigmoid(&ref_logits)?;
+        let enc_logits = gather_rows(&logits, &index)?;
+        let (embed, ref_logits) = if train {
+            (embed.detach(), ref_logits.detach())
+        } else {
+            (embed, ref_logits)
+        };
+        Ok(QueryInit {
+            embed,
+            ref_logits,
+            enc_boxes,
+            enc_logits,
+            index,
+        })
+    }
+
+    /// Runs the decoder layers from `embed` and reference boxes `ref_logits` (logit space), refining
+    /// the boxes after each layer (`DeformableTransformerDecoder.forward`). Training detaches the
+    /// reference between layers; every layer's boxes and logits are returned.
+    ///
+    /// # Shapes
+    /// `embed: [B, Q, hidden]`, `ref_logits: [B, Q, 4]`, `feats: [B, S, hidden]`,
+    /// `blocked: [Q, Q]` → `([L, B, Q, 4], [L, B, Q, nc])`
+    pub fn forward_queries(
+        &self,
+        embed: &Tensor,
+        ref_logits: &Tensor,
+        feats: &Tensor,
+        shapes: &[(usize, usize)],
+        blocked: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut output = embed.clone();
+        let mut reference = sigmoid(ref_logits)?;
+        let mut last_refined: Option<Tensor> = None;
+        let mut boxes = Vec::with_capacity(self.layers.len());
+        let mut logits = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let query_pos = self.query_pos_head.forward(&reference)?;
+            output = layer.forward(&output, &reference, feats, shapes, blocked, &query_pos)?;
+            let delta = self.dec_bbox_head[i].forward(&output)?;
+            let refined = sigmoid(&(&delta + inverse_sigmoid(&reference)?)?)?;
+            logits.push(self.dec_score_head[i].forward(&output)?);
+            if train {
+                // The loss sees each layer's box through the undetached previous box.
+                let through = match &last_refined {
+                    Some(prev) => sigmoid(&(&delta + inverse_sigmoid(prev)?)?)?,
+                    None => refined.clone(),
+                };
+                boxes.push(through);
+                reference = refined.detach();
+                last_refined = Some(refined);
+            } else {
+                boxes.push(refined.clone());
+                reference = refined;
+            }
+        }
+        Ok((Tensor::stack(&boxes, 0)?, Tensor::stack(&logits, 0)?))
+    }
+
+    /// `RTDETRDecoder.postprocess`: the top-k (query, class) pairs of the last layer by sigmoid
+    /// score, as `[cx, cy, w, h, score, class]`.
+    ///
+    /// # Shapes
+    /// `boxes: [B, Q, 4]`, `logits: [B, Q, nc]` → `[B, min(Q, Q·nc), 6]`
+    pub fn postprocess(&self, boxes: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        let (b, q, nc) = logits.dims3()?;
+        let scores = sigmoid(logits)?.reshape((b, q * nc))?;
+        let k = q.min(q * nc);
+        let (values, index) = topk(&scores, k)?;
+        let index = index.flatten_all()?.to_vec1::<u32>()?;
+        let query: Vec<u32> = index.iter().map(|i| i / nc as u32).collect();
+        let class: Vec<f32> = index.iter().map(|i| (i % nc as u32) as f32).collect();
+        let query = Tensor::from_vec(query, (b, k), boxes.device())?;
+        let class = Tensor::from_vec(class, (b, k, 1), boxes.device())?.to_dtype(boxes.dtype())?;
+        let picked = gather_rows(boxes, &query)?;
+        Tensor::cat(&[picked, values.unsqueeze(2)?, class], 2)
+    }
+
+    /// The evaluation (or denoising-free training) pass: maps in, every layer's boxes and logits
+    /// and the final detections out.
+    ///
+    /// # Shapes
+    /// `maps[i]: [B, in_channels[i], H_i, W_i]`
+    pub fn forward(&self, maps: &[Tensor], train: bool) -> Result<DecoderOutput> {
+        let (feats, shapes) = self.encoder_input(maps, train)?;
+        let queries = self.select_queries(&feats, &shapes, train)?;
+        let (boxes, logits) = self.forward_queries(
+            &queries.embed,
+            &queries.ref_logits,
+            &feats,
+            &shapes,
+            None,
+            train,
+        )?;
+        let last = self.layers.len() - 1;
+        let detections = self.postprocess(&boxes.get(last)?, &logits.get(last)?)?;
+        Ok(DecoderOutput {
+            detections,
+            boxes,
+            logits,
+            queries,
+        })
+    }
+}

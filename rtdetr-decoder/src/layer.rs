@@ -1,0 +1,65 @@
+use candle::{Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use rtdetr_neck::{LayerNorm, MultiheadAttention};
+
+use crate::MsDeformAttn;
+
+/// ultralytics `DeformableTransformerDecoderLayer` (post-norm): self-attention among the queries,
+/// deformable cross-attention into the feature maps, ReLU feed-forward.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    self_attn: MultiheadAttention,
+    norm1: LayerNorm,
+    cross_attn: MsDeformAttn,
+    norm2: LayerNorm,
+    linear1: Linear,
+    linear2: Linear,
+    norm3: LayerNorm,
+}
+
+impl DecoderLayer {
+    /// `DeformableTransformerDecoderLayer(dim, heads, ffn, n_levels=levels, n_points=points)`.
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        ffn: usize,
+        levels: usize,
+        points: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            self_attn: MultiheadAttention::new(dim, heads, vb.pp("self_attn"))?,
+            norm1: LayerNorm::new(dim, vb.pp("norm1"))?,
+            cross_attn: MsDeformAttn::new(dim, levels, heads, points, vb.pp("cross_attn"))?,
+            norm2: LayerNorm::new(dim, vb.pp("norm2"))?,
+            linear1: candle_nn::linear(dim, ffn, vb.pp("linear1"))?,
+            linear2: candle_nn::linear(ffn, dim, vb.pp("linear2"))?,
+            norm3: LayerNorm::new(dim, vb.pp("norm3"))?,
+        })
+    }
+
+    /// # Shapes
+    /// `embed, query_pos: [B, Q, dim]`, `boxes: [B, Q, 4]`, `feats: [B, S, dim]`,
+    /// `blocked: [Q, Q]` (1 = masked) → `[B, Q, dim]`
+    pub fn forward(
+        &self,
+        embed: &Tensor,
+        boxes: &Tensor,
+        feats: &Tensor,
+        shapes: &[(usize, usize)],
+        blocked: Option<&Tensor>,
+        query_pos: &Tensor,
+    ) -> Result<Tensor> {
+        let q = (embed + query_pos)?;
+        let attended = self.self_attn.forward(&q, &q, embed, blocked)?;
+        let embed = self.norm1.forward(&(embed + attended)?)?;
+        let sampled = self
+            .cross_attn
+            .forward(&(&embed + query_pos)?, boxes, feats, shapes)?;
+        let embed = self.norm2.forward(&(embed + sampled)?)?;
+        let ffn = self
+            .linear2
+            .forward(&self.linear1.forward(&embed)?.relu()?)?;
+        self.norm3.forward(&(embed + ffn)?)
+    }
+}

@@ -1,0 +1,66 @@
+use candle::{Result, Tensor};
+use candle_nn::{Init, ModuleT, VarBuilder};
+use effnetv2::BatchNorm2d;
+
+/// ultralytics `Conv(c1, c2, k, s)`: `conv` (no bias, padding k/2), `bn`, then SiLU or nothing.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    weight: Tensor,
+    bn: BatchNorm2d,
+    stride: usize,
+    silu: bool,
+}
+
+impl Conv {
+    /// A `k×k` convolution from `c_in` to `c_out` channels; `silu: false` is `act=False`.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        silu: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let bound = 1.0 / ((c_in * k * k) as f64).sqrt();
+        let init = Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb
+            .pp("conv")
+            .get_with_hints((c_out, c_in, k, k), "weight", init)?;
+        let bn = BatchNorm2d::new(c_out, vb.pp("bn"))?;
+        Ok(Self {
+            weight,
+            bn,
+            stride,
+            silu,
+        })
+    }
+
+    /// The convolution with the evaluation-mode batch norm folded in: `(weight, bias)`.
+    pub fn folded(&self) -> Result<(Tensor, Tensor)> {
+        let (scale, shift) = self.bn.scale_shift()?;
+        let weight = self.weight.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+        Ok((weight, shift))
+    }
+
+    /// The convolution alone, before the batch norm.
+    pub fn conv(&self, xs: &Tensor) -> Result<Tensor> {
+        let padding = self.weight.dim(3)? / 2;
+        effnetv2::conv2d(xs, &self.weight, self.stride, padding, 1)
+    }
+}
+
+impl ModuleT for Conv {
+    /// # Shapes
+    /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/s⌉, ⌈W/s⌉]`
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let ys = self.conv(xs)?.apply_t(&self.bn, train)?;
+        if self.silu {
+            ys.silu()
+        } else {
+            Ok(ys)
+        }
+    }
+}

@@ -1,0 +1,130 @@
+use candle::{Module, Result, Tensor};
+use candle_nn::{ModuleT, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::{Aifi, Conv, RepC3};
+
+/// Sizes of the neck (ultralytics `rtdetr-*.yaml` head up to the decoder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeckConfig {
+    /// Widths of the backbone's P3, P4, P5 maps.
+    pub in_channels: [usize; 3],
+    /// Width of every neck map (256).
+    pub hidden: usize,
+    /// AIFI feed-forward width (1024).
+    pub ffn: usize,
+    /// AIFI attention heads (8).
+    pub heads: usize,
+    /// RepConv blocks per RepC3 (3).
+    pub blocks: usize,
+}
+
+impl NeckConfig {
+    /// The seed's neck on backbone maps of the given widths.
+    pub fn rtdetr(in_channels: [usize; 3]) -> Self {
+        Self {
+            in_channels,
+            hidden: 256,
+            ffn: 1024,
+            heads: 8,
+            blocks: 3,
+        }
+    }
+}
+
+/// The three maps the decoder reads, and the AIFI output.
+#[derive(Debug, Clone)]
+pub struct NeckOutput {
+    /// Stride 8 (`model.12`).
+    pub x3: Tensor,
+    /// Stride 16 (`model.15`).
+    pub f4: Tensor,
+    /// Stride 32 (`model.18`).
+    pub f5: Tensor,
+    /// AIFI's output (`model.2`).
+    pub aifi: Tensor,
+}
+
+/// `model.1` .. `model.18` of the seed model: input projections, AIFI, top-down FPN and
+/// bottom-up PAN with RepC3 blocks. Upsample and concat layers (4, 6, 9, 11, 14, 17) have no
+/// weights.
+#[derive(Debug, Clone)]
+pub struct Neck {
+    proj5: Conv,
+    aifi: Aifi,
+    lateral5: Conv,
+    proj4: Conv,
+    fpn4: RepC3,
+    lateral4: Conv,
+    proj3: Conv,
+    fpn3: RepC3,
+    down3: Conv,
+    pan4: RepC3,
+    down4: Conv,
+    pan5: RepC3,
+}
+
+impl Neck {
+    /// `vb` points at the Sequential (`model`): layer i reads `vb.pp(i)`.
+    pub fn new(cfg: &NeckConfig, vb: VarBuilder) -> Result<Self> {
+        let [p3, p4, p5] = cfg.in_channels;
+        let hd = cfg.hidden;
+        let repc3 = |i: usize| RepC3::new(2 * hd, hd, cfg.blocks, vb.pp(i));
+        Ok(Self {
+            proj5: Conv::new(p5, hd, 1, 1, false, vb.pp(1))?,
+            aifi: Aifi::new(hd, cfg.ffn, cfg.heads, vb.pp(2))?,
+            lateral5: Conv::new(hd, hd, 1, 1, true, vb.pp(3))?,
+            proj4: Conv::new(p4, hd, 1, 1, false, vb.pp(5))?,
+            fpn4: repc3(7)?,
+            lateral4: Conv::new(hd, hd, 1, 1, true, vb.pp(8))?,
+            proj3: Conv::new(p3, hd, 1, 1, false, vb.pp(10))?,
+            fpn3: repc3(12)?,
+            down3: Conv::new(hd, hd, 3, 2, true, vb.pp(13))?,
+            pan4: repc3(15)?,
+            down4: Conv::new(hd, hd, 3, 2, true, vb.pp(16))?,
+            pan5: repc3(18)?,
+        })
+    }
+
+    /// Fuses (or unfuses) every RepConv for evaluation.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        for repc3 in [
+            &mut self.fpn4,
+            &mut self.fpn3,
+            &mut self.pan4,
+            &mut self.pan5,
+        ] {
+            repc3.set_fused(fused)?;
+        }
+        Ok(())
+    }
+
+    /// # Shapes
+    /// `p3: [B, c3, H/8, W/8]`, `p4: [B, c4, H/16, W/16]`, `p5: [B, c5, H/32, W/32]` →
+    /// `x3, f4, f5: [B, hidden, H/s, W/s]` for s = 8, 16, 32 (H and W multiples of 32)
+    pub fn forward_t(
+        &self,
+        p3: &Tensor,
+        p4: &Tensor,
+        p5: &Tensor,
+        train: bool,
+    ) -> Result<NeckOutput> {
+        let up2 = |xs: &Tensor| -> Result<Tensor> {
+            let (_, _, h, w) = xs.dims4()?;
+            xs.upsample_nearest2d(2 * h, 2 * w)
+        };
+        let aifi = self.aifi.forward(&self.proj5.forward_t(p5, train)?)?;
+        let y5 = self.lateral5.forward_t(&aifi, train)?;
+        let x = Tensor::cat(&[&up2(&y5)?, &self.proj4.forward_t(p4, train)?], 1)?;
+        let y4 = self
+            .lateral4
+            .forward_t(&self.fpn4.forward_t(&x, train)?, train)?;
+        let x = Tensor::cat(&[&up2(&y4)?, &self.proj3.forward_t(p3, train)?], 1)?;
+        let x3 = self.fpn3.forward_t(&x, train)?;
+        let x = Tensor::cat(&[&self.down3.forward_t(&x3, train)?, &y4], 1)?;
+        let f4 = self.pan4.forward_t(&x, train)?;
+        let x = Tensor::cat(&[&self.down4.forward_t(&f4, train)?, &y5], 1)?;
+        let f5 = self.pan5.forward_t(&x, train)?;
+        Ok(NeckOutput { x3, f4, f5, aifi })
+    }
+}
