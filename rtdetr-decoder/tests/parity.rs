@@ -30,7 +30,12 @@ fn decoder(io: &Fixture) -> RtDetrDecoder {
 fn assert_close_with_inf(got: &Tensor, want: &Tensor, what: &str) {
     let inf_got = got.eq(f32::INFINITY).unwrap();
     let inf_want = want.eq(f32::INFINITY).unwrap();
-    assert_close(&inf_got.to_dtype(DType::F32).unwrap(), &inf_want.to_dtype(DType::F32).unwrap(), Tol::Exact, what);
+    assert_close(
+        &inf_got.to_dtype(DType::F32).unwrap(),
+        &inf_want.to_dtype(DType::F32).unwrap(),
+        Tol::Exact,
+        what,
+    );
     let zeros = want.zeros_like().unwrap();
     let finite = |t: &Tensor| inf_want.where_cond(&zeros, t).unwrap();
     assert_close(&finite(got), &finite(want), Tol::Parity, what);
@@ -49,26 +54,67 @@ fn check(io: &Fixture, maps: &[Tensor]) {
 
     let out = decoder.forward(maps, false).unwrap();
     let index = out.queries.index.to_dtype(DType::I64).unwrap();
-    assert_close(&index, get("dec.index"), Tol::Exact, "selected token indices");
-    assert_close(&out.queries.enc_boxes, get("dec.enc_boxes"), Tol::Parity, "encoder boxes");
-    assert_close(&out.queries.enc_logits, get("dec.enc_logits"), Tol::Parity, "encoder logits");
-    assert_close(&out.boxes, get("dec.boxes"), Tol::Parity, "every layer's boxes");
-    assert_close(&out.logits, get("dec.logits"), Tol::Parity, "every layer's logits");
-    assert_close(&out.detections, get("dec.detections"), Tol::Parity, "detections");
+    assert_close(
+        &index,
+        get("dec.index"),
+        Tol::Exact,
+        "selected token indices",
+    );
+    assert_close(
+        &out.queries.enc_boxes,
+        get("dec.enc_boxes"),
+        Tol::Parity,
+        "encoder boxes",
+    );
+    assert_close(
+        &out.queries.enc_logits,
+        get("dec.enc_logits"),
+        Tol::Parity,
+        "encoder logits",
+    );
+    assert_close(
+        &out.boxes,
+        get("dec.boxes"),
+        Tol::Parity,
+        "every layer's boxes",
+    );
+    assert_close(
+        &out.logits,
+        get("dec.logits"),
+        Tol::Parity,
+        "every layer's logits",
+    );
+    assert_close(
+        &out.detections,
+        get("dec.detections"),
+        Tol::Parity,
+        "detections",
+    );
 }
 
 #[test]
 fn decoder_on_the_reduced_detector_maps() {
     let io = fixtures::load("detector_tiny.io", &Device::Cpu).unwrap();
-    let maps: Vec<Tensor> = ["X3", "F4", "F5"].iter().map(|k| io.get(k).unwrap().clone()).collect();
+    let maps: Vec<Tensor> = ["X3", "F4", "F5"]
+        .iter()
+        .map(|k| io.get(k).unwrap().clone())
+        .collect();
     check(&io, &maps);
 }
 
 #[test]
 fn decoder_with_invalid_anchors() {
     let io = fixtures::load("decoder_tiny.io", &Device::Cpu).unwrap();
-    let valid = io.get("dec.valid").unwrap().min_all().unwrap().to_scalar::<f32>().unwrap();
+    let valid = io
+        .get("dec.valid")
+        .unwrap()
+        .min_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(valid, 0.0, "the case has invalid anchors");
-    let maps: Vec<Tensor> = (0..3).map(|i| io.get(&format!("map.{i}")).unwrap().clone()).collect();
+    let maps: Vec<Tensor> = (0..3)
+        .map(|i| io.get(&format!("map.{i}")).unwrap().clone())
+        .collect();
     check(&io, &maps);
 }

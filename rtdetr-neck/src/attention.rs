@@ -101,11 +101,19 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let mha = MultiheadAttention::new(32, 4, vb).unwrap();
-        let xs = Tensor::randn(0f32, 1., (2, 32, 80), &Device::Cpu).unwrap().transpose(1, 2).unwrap();
+        let xs = Tensor::randn(0f32, 1., (2, 32, 80), &Device::Cpu)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
         let view = mha.forward(&xs, &xs, &xs, None).unwrap();
         let copy = xs.contiguous().unwrap();
         let contiguous = mha.forward(&copy, &copy, &copy, None).unwrap();
-        let diff = (view - contiguous).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (view - contiguous)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
     }
 }

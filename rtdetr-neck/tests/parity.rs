@@ -36,7 +36,12 @@ fn aifi() {
     let c = case();
     let aifi = Aifi::new(c.cfg.hidden, c.cfg.ffn, c.cfg.heads, c.vb.pp(2)).unwrap();
     let got = aifi.forward(c.io.get("x5").unwrap()).unwrap();
-    assert_close(&got, c.io.get("aifi").unwrap(), Tol::Parity, "AIFI (model.2)");
+    assert_close(
+        &got,
+        c.io.get("aifi").unwrap(),
+        Tol::Parity,
+        "AIFI (model.2)",
+    );
 }
 
 #[test]
@@ -60,9 +65,21 @@ fn neck_unfused_and_fused() {
     let get = |k: &str| c.io.get(k).unwrap();
     for fused in [false, true] {
         neck.set_fused(fused).unwrap();
-        let out = neck.forward_t(get("P3"), get("P4"), get("P5"), false).unwrap();
-        for (name, got) in [("aifi", &out.aifi), ("X3", &out.x3), ("F4", &out.f4), ("F5", &out.f5)] {
-            assert_close(got, get(name), Tol::Parity, &format!("{name} (fused {fused})"));
+        let out = neck
+            .forward_t(get("P3"), get("P4"), get("P5"), false)
+            .unwrap();
+        for (name, got) in [
+            ("aifi", &out.aifi),
+            ("X3", &out.x3),
+            ("F4", &out.f4),
+            ("F5", &out.f5),
+        ] {
+            assert_close(
+                got,
+                get(name),
+                Tol::Parity,
+                &format!("{name} (fused {fused})"),
+            );
         }
     }
 }
@@ -76,7 +93,15 @@ fn rep_conv_fused_equals_unfused() {
     let unfused = rep.forward_t(&xs, false).unwrap();
     rep.fuse().unwrap();
     let fused = rep.forward_t(&xs, false).unwrap();
-    assert_close(&fused, &unfused, Tol::Close, "RepConv fused vs two branches");
+    assert_close(
+        &fused,
+        &unfused,
+        Tol::Close,
+        "RepConv fused vs two branches",
+    );
     let train = rep.forward_t(&xs, true).unwrap();
-    assert!(fixtures::check_close(&train, &unfused, Tol::Parity, "train").is_err(), "training uses batch statistics");
+    assert!(
+        fixtures::check_close(&train, &unfused, Tol::Parity, "train").is_err(),
+        "training uses batch statistics"
+    );
 }

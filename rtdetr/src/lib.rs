@@ -12,10 +12,14 @@
 //! # Ok::<(), candle::Error>(())
 //! ```
 
+mod flops;
+mod load;
 mod manifest;
 mod model;
 mod variant;
 
+pub use flops::{gflops, thop_ops};
+pub use load::{infer_config, tensor_shapes, KeyReport, LoadError};
 pub use manifest::{Entry, Manifest};
 pub use model::{ModelConfig, ModelOutput, RtDetr};
 pub use variant::Variant;

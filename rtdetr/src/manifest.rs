@@ -78,6 +78,11 @@ impl Manifest {
         Self::record(|vb| effnetv2::EfficientNetV2::new(&variant.backbone(), vb))
     }
 
+    /// The whole detector, keys from the root (`model.0.stem.0.weight` .. `model.19.*`).
+    pub fn model(cfg: &crate::ModelConfig) -> Result<Self> {
+        Self::record(|vb| crate::RtDetr::new(cfg, vb))
+    }
+
     /// The entry for `key`.
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.key == key)

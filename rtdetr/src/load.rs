@@ -1,0 +1,265 @@
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle::{DType, Device};
+use candle_nn::VarBuilder;
+
+use crate::{Manifest, ModelConfig, RtDetr, Variant};
+
+/// How a weights file differs from what a model loads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyReport {
+    /// Keys the model needs that the file lacks.
+    pub missing: Vec<String>,
+    /// Keys in the file that the model does not use.
+    pub unexpected: Vec<String>,
+    /// `(key, expected shape, shape in the file)`.
+    pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+}
+
+impl KeyReport {
+    /// Compares a file's tensor shapes with a model's manifest. PyTorch's `num_batches_tracked`
+    /// counters are accepted beside the batch norms they belong to.
+    pub fn compare(manifest: &Manifest, file: &BTreeMap<String, Vec<usize>>) -> Self {
+        let wanted: HashMap<&str, &Vec<usize>> = manifest
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), &e.shape))
+            .collect();
+        let mut report = Self::default();
+        for entry in &manifest.entries {
+            match file.get(&entry.key) {
+                None => report.missing.push(entry.key.clone()),
+                Some(shape) if *shape != entry.shape => {
+                    report
+                        .mismatched
+                        .push((entry.key.clone(), entry.shape.clone(), shape.clone()))
+                }
+                Some(_) => {}
+            }
+        }
+        for key in file.keys() {
+            let counter_of_known_bn = key
+                .strip_suffix("num_batches_tracked")
+                .is_some_and(|bn| wanted.contains_key(format!("{bn}running_mean").as_str()));
+            if !wanted.contains_key(key.as_str()) && !counter_of_known_bn {
+                report.unexpected.push(key.clone());
+            }
+        }
+        report
+    }
+
+    /// No missing, unexpected or mis-shaped key.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+}
+
+impl fmt::Display for KeyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 5;
+        let list = |keys: &[String]| {
+            let mut s = keys
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if keys.len() > SHOWN {
+                s.push_str(&format!(", … ({} in all)", keys.len()));
+            }
+            s
+        };
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            parts.push(format!("missing {}", list(&self.missing)));
+        }
+        if !self.unexpected.is_empty() {
+            parts.push(format!("unexpected {}", list(&self.unexpected)));
+        }
+        for (key, want, got) in self.mismatched.iter().take(SHOWN) {
+            parts.push(format!("{key} has shape {got:?}, expected {want:?}"));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// Why weights could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The weights file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid safetensors.
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Format {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The variant or class count cannot be told from the tensors.
+    #[error("{path}: {message}")]
+    Infer {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tensors do not fit the model.
+    #[error("{path}: the weights do not fit the model: {report}")]
+    Keys {
+        /// The weights file.
+        path: PathBuf,
+        /// The differences.
+        report: KeyReport,
+    },
+    /// Building the model failed.
+    #[error("{path}: {source}")]
+    Candle {
+        /// The weights file.
+        path: PathBuf,
+        /// The underlying error.
+        source: candle::Error,
+    },
+}
+
+/// The shape of every tensor in a safetensors buffer (its header only).
+pub fn tensor_shapes(bytes: &[u8]) -> Result<BTreeMap<String, Vec<usize>>, String> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    Ok(header
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.shape.clone()))
+        .collect())
+}
+
+/// The detector a set of tensors belongs to: the class count from `model.19.enc_score_head.weight`,
+/// the variant from the backbone's keys and shapes (each unless given).
+pub fn infer_config(
+    shapes: &BTreeMap<String, Vec<usize>>,
+    variant: Option<Variant>,
+    nc: Option<usize>,
+) -> Result<ModelConfig, String> {
+    const SCORE_HEAD: &str = "model.19.enc_score_head.weight";
+    let nc = match nc {
+        Some(nc) => nc,
+        None => match shapes.get(SCORE_HEAD).map(Vec::as_slice) {
+            Some(&[nc, _]) => nc,
+            Some(shape) => {
+                return Err(format!(
+                    "{SCORE_HEAD} has shape {shape:?}, expected [nc, 256]"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "no {SCORE_HEAD}: not an RT-DETR checkpoint (pass the class count)"
+                ))
+            }
+        },
+    };
+    let variant = match variant {
+        Some(v) => v,
+        None => {
+            let backbone: BTreeMap<&str, &Vec<usize>> = shapes
+                .iter()
+                .filter_map(|(k, s)| Some((k.strip_prefix("model.0.")?, s)))
+                .collect();
+            let fits = |v: &Variant| {
+                Manifest::backbone(*v).is_ok_and(|m| {
+                    m.entries
+                        .iter()
+                        .all(|e| backbone.get(e.key.as_str()) == Some(&&e.shape))
+                        && m.entries.len()
+                            == backbone
+                                .keys()
+                                .filter(|k| !k.ends_with("num_batches_tracked"))
+                                .count()
+                })
+            };
+            Variant::ALL.into_iter().find(fits).ok_or_else(|| {
+                format!(
+                    "the {} model.0 tensors match none of the s, m, l, xl backbones (pass --variant to see the differences)",
+                    backbone.len()
+                )
+            })?
+        }
+    };
+    Ok(ModelConfig::new(variant, nc))
+}
+
+impl RtDetr {
+    /// Loads a safetensors file whose keys are the PyTorch state_dict keys (`model.0.*` ..
+    /// `model.19.*`), inferring the variant and class count where not given. Every missing,
+    /// unexpected or mis-shaped tensor is reported by name.
+    pub fn load(
+        path: impl AsRef<Path>,
+        device: &Device,
+        variant: Option<Variant>,
+        nc: Option<usize>,
+    ) -> Result<Self, LoadError> {
+        let path = path.as_ref();
+        let bytes = read(path)?;
+        let shapes = tensor_shapes(&bytes).map_err(|message| LoadError::Format {
+            path: path.into(),
+            message,
+        })?;
+        let cfg = infer_config(&shapes, variant, nc).map_err(|message| LoadError::Infer {
+            path: path.into(),
+            message,
+        })?;
+        Self::from_buffer(path, bytes, &shapes, &cfg, device)
+    }
+
+    /// Loads a safetensors file into a model of the given configuration, strictly.
+    pub fn load_with_config(
+        path: impl AsRef<Path>,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
+        let path = path.as_ref();
+        let bytes = read(path)?;
+        let shapes = tensor_shapes(&bytes).map_err(|message| LoadError::Format {
+            path: path.into(),
+            message,
+        })?;
+        Self::from_buffer(path, bytes, &shapes, cfg, device)
+    }
+
+    fn from_buffer(
+        path: &Path,
+        bytes: Vec<u8>,
+        shapes: &BTreeMap<String, Vec<usize>>,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
+        let candle_error = |source| LoadError::Candle {
+            path: path.into(),
+            source,
+        };
+        let manifest = Manifest::model(cfg).map_err(candle_error)?;
+        let report = KeyReport::compare(&manifest, shapes);
+        if !report.is_clean() {
+            return Err(LoadError::Keys {
+                path: path.into(),
+                report,
+            });
+        }
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+            .map_err(candle_error)?;
+        RtDetr::new(cfg, vb).map_err(candle_error)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Io {
+        path: path.into(),
+        source,
+    })
+}
