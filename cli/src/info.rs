@@ -2,7 +2,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use effnetv2::MbConvConfig;
-use rtdetr::{Manifest, Variant};
+use rtdetr::{Manifest, ModelConfig, Variant};
 
 /// Arguments of `rtdetr info`.
 #[derive(clap::Args)]
@@ -10,21 +10,23 @@ pub struct Args {
     /// Model variant: s, m, l or xl.
     #[arg(long, default_value = "s", value_parser = clap::builder::PossibleValuesParser::new(["s", "m", "l", "xl"]))]
     variant: String,
-    /// Number of classes (sizes the detection head).
+    /// Number of classes (sizes the detection heads).
     #[arg(long, default_value_t = 80)]
     nc: usize,
-    /// One row per block instead of one per stage.
+    /// Image size for the GFLOPs figure (a multiple of 32).
+    #[arg(long, default_value_t = 640)]
+    imgsz: usize,
+    /// One row per backbone block instead of one per stage.
     #[arg(long)]
     blocks: bool,
 }
 
-/// One row of the table: a run of consecutive backbone blocks (or the stem).
+/// One row of the table.
 struct Row {
-    name: String,
-    kind: &'static str,
-    c_in: usize,
-    c_out: usize,
-    stride: usize,
+    layer: String,
+    key: String,
+    module: String,
+    shape: String,
     params: usize,
 }
 
@@ -36,21 +38,19 @@ fn block_kind(block: &MbConvConfig) -> &'static str {
     }
 }
 
-fn backbone_rows(variant: Variant, per_block: bool) -> anyhow::Result<Vec<Row>> {
-    let cfg = variant.backbone();
-    let manifest = Manifest::backbone(variant).context("building the backbone")?;
-    let blocks = cfg.blocks();
-    let strides = cfg.block_strides();
+fn backbone_rows(cfg: &ModelConfig, manifest: &Manifest, per_block: bool) -> Vec<Row> {
+    let bb = &cfg.backbone;
+    let blocks = bb.blocks();
+    let strides = bb.block_strides();
     let mut rows = vec![Row {
-        name: "stem".into(),
-        kind: "ConvBNAct 3x3 s2",
-        c_in: 3,
-        c_out: cfg.stem_ch(),
-        stride: 2,
-        params: manifest.parameter_count_under("stem"),
+        layer: "model.0".into(),
+        key: "stem".into(),
+        module: "ConvBNAct 3x3 s2".into(),
+        shape: format!("3->{} /2", bb.stem_ch()),
+        params: manifest.parameter_count_under("model.0.stem"),
     }];
     let mut first = 0;
-    for stage in &cfg.stages {
+    for stage in &bb.stages {
         let range = first..first + stage.layers;
         first = range.end;
         let groups: Vec<std::ops::Range<usize>> = if per_block {
@@ -61,30 +61,123 @@ fn backbone_rows(variant: Variant, per_block: bool) -> anyhow::Result<Vec<Row>> 
         for group in groups {
             let params = group
                 .clone()
-                .map(|i| manifest.parameter_count_under(&format!("blocks.{i}")))
+                .map(|i| manifest.parameter_count_under(&format!("model.0.blocks.{i}")))
                 .sum();
-            let name = if group.len() == 1 {
+            let key = if group.len() == 1 {
                 format!("blocks.{}", group.start)
             } else {
                 format!("blocks.{}-{}", group.start, group.end - 1)
             };
+            let (head, tail) = (&blocks[group.start], &blocks[group.end - 1]);
             rows.push(Row {
-                name,
-                kind: block_kind(&blocks[group.start]),
-                c_in: blocks[group.start].in_ch,
-                c_out: blocks[group.end - 1].block_out_ch(),
-                stride: strides[group.end - 1],
+                layer: "model.0".into(),
+                key,
+                module: block_kind(head).into(),
+                shape: format!(
+                    "{}->{} /{}",
+                    head.in_ch,
+                    tail.block_out_ch(),
+                    strides[group.end - 1]
+                ),
                 params,
             });
         }
     }
-    let listed: usize = rows.iter().map(|r| r.params).sum();
-    anyhow::ensure!(
-        listed == manifest.parameter_count(),
-        "layer table covers {listed} of {} parameters",
-        manifest.parameter_count()
-    );
-    Ok(rows)
+    rows
+}
+
+fn neck_rows(cfg: &ModelConfig, manifest: &Manifest) -> Vec<Row> {
+    let n = &cfg.neck;
+    let (hd, [p3, p4, p5]) = (n.hidden, n.in_channels);
+    let rep_c3 = format!("RepC3 n={}", n.blocks);
+    let layers: [(&str, String); 18] = [
+        ("Conv 1x1", format!("{p5}->{hd} /32")),
+        ("AIFI", format!("{hd}, ffn {}, {} heads", n.ffn, n.heads)),
+        ("Conv 1x1 SiLU", format!("{hd}->{hd} /32")),
+        ("Upsample x2", "/16".into()),
+        ("Conv 1x1", format!("{p4}->{hd} /16")),
+        ("Concat", format!("{}", 2 * hd)),
+        (&rep_c3, format!("{}->{hd} /16", 2 * hd)),
+        ("Conv 1x1 SiLU", format!("{hd}->{hd} /16")),
+        ("Upsample x2", "/8".into()),
+        ("Conv 1x1", format!("{p3}->{hd} /8")),
+        ("Concat", format!("{}", 2 * hd)),
+        (&rep_c3, format!("{}->{hd} /8 (X3)", 2 * hd)),
+        ("Conv 3x3 s2 SiLU", format!("{hd}->{hd} /16")),
+        ("Concat", format!("{}", 2 * hd)),
+        (&rep_c3, format!("{}->{hd} /16 (F4)", 2 * hd)),
+        ("Conv 3x3 s2 SiLU", format!("{hd}->{hd} /32")),
+        ("Concat", format!("{}", 2 * hd)),
+        (&rep_c3, format!("{}->{hd} /32 (F5)", 2 * hd)),
+    ];
+    layers
+        .into_iter()
+        .enumerate()
+        .map(|(i, (module, shape))| Row {
+            layer: format!("model.{}", i + 1),
+            key: String::new(),
+            module: module.to_string(),
+            shape,
+            params: manifest.parameter_count_under(&format!("model.{}", i + 1)),
+        })
+        .collect()
+}
+
+fn decoder_rows(cfg: &ModelConfig, manifest: &Manifest) -> Vec<Row> {
+    let d = &cfg.decoder;
+    let parts = [
+        (
+            "input_proj",
+            "Conv 1x1 + BN".to_string(),
+            format!("{} levels", d.levels()),
+        ),
+        (
+            "decoder.layers",
+            format!("{} deformable layers", d.layers),
+            format!("{} heads, {} points", d.heads, d.points),
+        ),
+        (
+            "query_pos_head",
+            "MLP".into(),
+            format!("4->{}->{}", 2 * d.hidden, d.hidden),
+        ),
+        (
+            "enc_output",
+            "Linear + LayerNorm".into(),
+            format!("{0}->{0}", d.hidden),
+        ),
+        (
+            "enc_score_head",
+            "Linear".into(),
+            format!("{}->{}", d.hidden, d.nc),
+        ),
+        ("enc_bbox_head", "MLP".into(), format!("{}->4", d.hidden)),
+        (
+            "dec_score_head",
+            format!("{} x Linear", d.layers),
+            format!("{}->{}", d.hidden, d.nc),
+        ),
+        (
+            "dec_bbox_head",
+            format!("{} x MLP", d.layers),
+            format!("{}->4", d.hidden),
+        ),
+        (
+            "denoising_class_embed",
+            "Embedding".into(),
+            format!("{}x{}", d.nc, d.hidden),
+        ),
+    ];
+    parts
+        .into_iter()
+        .map(|(key, module, shape)| Row {
+            layer: "model.19".into(),
+            key: key.into(),
+            module,
+            shape,
+            params: manifest.parameter_count_under(&format!("model.19.{key}")),
+        })
+        .collect()
 }
 
 fn thousands(n: usize) -> String {
@@ -100,9 +193,28 @@ fn thousands(n: usize) -> String {
 }
 
 /// The table `rtdetr info` prints.
-fn render(variant: Variant, nc: usize, per_block: bool) -> anyhow::Result<String> {
-    let rows = backbone_rows(variant, per_block)?;
-    let total: usize = rows.iter().map(|r| r.params).sum();
+fn render(variant: Variant, nc: usize, imgsz: usize, per_block: bool) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        imgsz > 0 && imgsz.is_multiple_of(32),
+        "--imgsz {imgsz} is not a positive multiple of 32"
+    );
+    let cfg = ModelConfig::new(variant, nc);
+    let manifest = Manifest::model(&cfg).context("building the model")?;
+    let rows: Vec<Row> = [
+        backbone_rows(&cfg, &manifest, per_block),
+        neck_rows(&cfg, &manifest),
+        decoder_rows(&cfg, &manifest),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let total = manifest.parameter_count();
+    let listed: usize = rows.iter().map(|r| r.params).sum();
+    anyhow::ensure!(
+        listed == total,
+        "the layer table covers {listed} of {total} parameters"
+    );
+
     let mut out = String::new();
     writeln!(
         out,
@@ -111,30 +223,30 @@ fn render(variant: Variant, nc: usize, per_block: bool) -> anyhow::Result<String
     )?;
     writeln!(
         out,
-        "{:<10} {:<16} {:<18} {:>9} {:>6} {:>13}",
-        "layer", "key", "module", "in->out", "stride", "params"
+        "{:<9} {:<22} {:<22} {:<24} {:>12}",
+        "layer", "key", "module", "channels / stride", "params"
     )?;
     for r in &rows {
         writeln!(
             out,
-            "{:<10} {:<16} {:<18} {:>9} {:>6} {:>13}",
-            "model.0",
-            r.name,
-            r.kind,
-            format!("{}->{}", r.c_in, r.c_out),
-            r.stride,
+            "{:<9} {:<22} {:<22} {:<24} {:>12}",
+            r.layer,
+            r.key,
+            r.module,
+            r.shape,
             thousands(r.params)
         )?;
     }
-    let widths = variant.backbone().widths();
+    let backbone = manifest.parameter_count_under("model.0");
+    let decoder = manifest.parameter_count_under("model.19");
     writeln!(
         out,
-        "backbone (model.0): {} parameters, outputs {widths:?} at strides [4, 8, 16, 32]",
-        thousands(total)
-    )?;
-    writeln!(
-        out,
-        "neck (model.1-18) and decoder (model.19): not in this build yet"
+        "{} parameters (backbone {}, neck {}, decoder {}), {:.1} GFLOPs at {imgsz}x{imgsz}",
+        thousands(total),
+        thousands(backbone),
+        thousands(total - backbone - decoder),
+        thousands(decoder),
+        rtdetr::gflops(&cfg, imgsz, imgsz)
     )?;
     Ok(out)
 }
@@ -142,7 +254,7 @@ fn render(variant: Variant, nc: usize, per_block: bool) -> anyhow::Result<String
 /// Prints the layer table of the chosen variant.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let variant: Variant = args.variant.parse().map_err(anyhow::Error::msg)?;
-    print!("{}", render(variant, args.nc, args.blocks)?);
+    print!("{}", render(variant, args.nc, args.imgsz, args.blocks)?);
     Ok(())
 }
 
@@ -151,16 +263,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_totals_are_the_backbone_counts() {
-        let s = render(Variant::S, 1, false).unwrap();
-        assert!(
-            s.contains("backbone (model.0): 19,847,248 parameters"),
-            "{s}"
-        );
+    fn totals_of_the_seed_model() {
+        let s = render(Variant::S, 1, 640, false).unwrap();
+        assert!(s.contains("38,307,379 parameters (backbone 19,847,248, neck 11,156,224, decoder 7,303,907), 107.5 GFLOPs at 640x640"), "{s}");
         assert!(s.contains("blocks.10-15"), "{s}");
-        let xl = render(Variant::Xl, 80, true).unwrap();
-        assert!(xl.contains("206,017,048"), "{xl}");
+        let xl = render(Variant::Xl, 80, 640, true).unwrap();
+        assert!(xl.contains("224,770,596 parameters"), "{xl}");
         assert!(xl.contains("blocks.99 "), "{xl}");
+        assert!(render(Variant::S, 1, 300, false).is_err());
     }
 
     #[test]

@@ -197,7 +197,8 @@ pub fn infer_config(
 impl RtDetr {
     /// Loads a safetensors file whose keys are the PyTorch state_dict keys (`model.0.*` ..
     /// `model.19.*`), inferring the variant and class count where not given. Every missing,
-    /// unexpected or mis-shaped tensor is reported by name.
+    /// unexpected or mis-shaped tensor is reported by name. The model comes ready for inference,
+    /// RepConv fused (see [`RtDetr::set_fused`]).
     pub fn load(
         path: impl AsRef<Path>,
         device: &Device,
@@ -217,7 +218,7 @@ impl RtDetr {
         Self::from_buffer(path, bytes, &shapes, &cfg, device)
     }
 
-    /// Loads a safetensors file into a model of the given configuration, strictly.
+    /// Loads a safetensors file into a model of the given configuration, strictly, RepConv fused.
     pub fn load_with_config(
         path: impl AsRef<Path>,
         cfg: &ModelConfig,
@@ -253,7 +254,9 @@ impl RtDetr {
         }
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
             .map_err(candle_error)?;
-        RtDetr::new(cfg, vb).map_err(candle_error)
+        let mut model = RtDetr::new(cfg, vb).map_err(candle_error)?;
+        model.set_fused(true).map_err(candle_error)?;
+        Ok(model)
     }
 }
 

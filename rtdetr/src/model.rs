@@ -102,9 +102,11 @@ impl RtDetr {
         &self.decoder
     }
 
-    /// Prepares evaluation: RepConv branches fused into single 3×3 convolutions.
-    pub fn fuse(&mut self) -> Result<()> {
-        self.neck.set_fused(true)
+    /// Fuses every RepConv's two branches into one 3×3 convolution for evaluation (`true`, what
+    /// [`RtDetr::load`] does), or goes back to the branches (`false`). Training always runs the
+    /// branches; fuse again after training changes the weights.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        self.neck.set_fused(fused)
     }
 
     /// # Shapes
