@@ -46,18 +46,13 @@ fn train_forward_uses_batch_statistics_and_updates_running_stats() {
     common::check_running_stats(&varmap, &io);
 }
 
-#[test]
-fn eval_gradients_of_every_parameter() {
+/// Gradients of every parameter and of the input in one mode.
+fn gradients_of_every_parameter(train: bool) {
     let (cfg, io, weights) = tiny();
     let (model, varmap) = common::trainable(&cfg, &weights, DType::F32);
-    let compared = common::check_gradients(&model, &varmap, &io, false);
-    let params = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .keys()
-        .filter(|k| !k.contains("running_"))
-        .count();
+    let compared = common::check_gradients(&model, &varmap, &io, train);
+    let vars = varmap.data().lock().unwrap();
+    let params = vars.keys().filter(|k| !k.contains("running_")).count();
     assert_eq!(
         compared, params,
         "the fixture holds every parameter's gradient"
@@ -65,21 +60,13 @@ fn eval_gradients_of_every_parameter() {
 }
 
 #[test]
+fn eval_gradients_of_every_parameter() {
+    gradients_of_every_parameter(false);
+}
+
+#[test]
 fn train_gradients_of_every_parameter() {
-    let (cfg, io, weights) = tiny();
-    let (model, varmap) = common::trainable(&cfg, &weights, DType::F32);
-    let compared = common::check_gradients(&model, &varmap, &io, true);
-    let params = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .keys()
-        .filter(|k| !k.contains("running_"))
-        .count();
-    assert_eq!(
-        compared, params,
-        "the fixture holds every parameter's gradient"
-    );
+    gradients_of_every_parameter(true);
 }
 
 #[test]

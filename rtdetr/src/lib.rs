@@ -19,7 +19,7 @@ mod model;
 mod variant;
 
 pub use flops::{gflops, thop_ops};
-pub use load::{infer_config, tensor_shapes, KeyReport, LoadError};
+pub use load::{infer_config, tensor_shapes, KeyReport, LoadError, Shapes};
 pub use manifest::{Entry, Manifest};
 pub use model::{ModelConfig, ModelOutput, RtDetr};
 pub use variant::Variant;

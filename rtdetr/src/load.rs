@@ -130,8 +130,11 @@ pub enum LoadError {
     },
 }
 
+/// Tensor shapes by name.
+pub type Shapes = BTreeMap<String, Vec<usize>>;
+
 /// The shape of every tensor in a safetensors buffer (its header only).
-pub fn tensor_shapes(bytes: &[u8]) -> Result<BTreeMap<String, Vec<usize>>, String> {
+pub fn tensor_shapes(bytes: &[u8]) -> Result<Shapes, String> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     Ok(header
         .tensors()
@@ -206,11 +209,7 @@ impl RtDetr {
         nc: Option<usize>,
     ) -> Result<Self, LoadError> {
         let path = path.as_ref();
-        let bytes = read(path)?;
-        let shapes = tensor_shapes(&bytes).map_err(|message| LoadError::Format {
-            path: path.into(),
-            message,
-        })?;
+        let (bytes, shapes) = read(path)?;
         let cfg = infer_config(&shapes, variant, nc).map_err(|message| LoadError::Infer {
             path: path.into(),
             message,
@@ -225,11 +224,7 @@ impl RtDetr {
         device: &Device,
     ) -> Result<Self, LoadError> {
         let path = path.as_ref();
-        let bytes = read(path)?;
-        let shapes = tensor_shapes(&bytes).map_err(|message| LoadError::Format {
-            path: path.into(),
-            message,
-        })?;
+        let (bytes, shapes) = read(path)?;
         Self::from_buffer(path, bytes, &shapes, cfg, device)
     }
 
@@ -260,9 +255,15 @@ impl RtDetr {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|source| LoadError::Io {
+/// The file's bytes and the shapes its header declares.
+fn read(path: &Path) -> Result<(Vec<u8>, Shapes), LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
         path: path.into(),
         source,
-    })
+    })?;
+    let shapes = tensor_shapes(&bytes).map_err(|message| LoadError::Format {
+        path: path.into(),
+        message,
+    })?;
+    Ok((bytes, shapes))
 }
