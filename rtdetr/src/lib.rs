@@ -16,6 +16,7 @@ mod flops;
 mod load;
 mod manifest;
 mod model;
+pub mod preprocess;
 mod variant;
 
 pub use flops::{gflops, thop_ops};
