@@ -16,6 +16,7 @@ mod flops;
 mod load;
 mod manifest;
 mod model;
+pub mod postprocess;
 pub mod preprocess;
 mod variant;
 
