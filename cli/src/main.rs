@@ -1,6 +1,13 @@
 //! `rtdetr`: one binary for RT-DETR with an EfficientNetV2 backbone.
 
+mod bench;
+mod detect;
+mod device;
+mod draw;
 mod info;
+mod names;
+mod output;
+mod sources;
 
 use clap::{Parser, Subcommand};
 
@@ -14,12 +21,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the layer table and parameter counts of a model variant.
+    /// Detect objects in images.
+    Detect(detect::Args),
+    /// Time the detector's forward pass on random input.
+    Bench(bench::Args),
+    /// Print the layer table, parameter count and GFLOPs of a model variant.
     Info(info::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Detect(args) => detect::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Info(args) => info::run(args),
     }
 }

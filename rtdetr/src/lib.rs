@@ -21,7 +21,9 @@ pub mod preprocess;
 mod variant;
 
 pub use flops::{gflops, thop_ops};
-pub use load::{infer_config, tensor_shapes, KeyReport, LoadError, Shapes};
+pub use load::{
+    infer_config, read_metadata, tensor_shapes, KeyReport, LoadError, Shapes, CONFIG_KEY,
+};
 pub use manifest::{Entry, Manifest};
 pub use model::{ModelConfig, ModelOutput, RtDetr};
 pub use variant::Variant;

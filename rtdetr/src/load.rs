@@ -199,7 +199,8 @@ pub fn infer_config(
 
 impl RtDetr {
     /// Loads a safetensors file whose keys are the PyTorch state_dict keys (`model.0.*` ..
-    /// `model.19.*`), inferring the variant and class count where not given. Every missing,
+    /// `model.19.*`). The model's sizes come from the file's [`CONFIG_KEY`] metadata when it has
+    /// one (custom configurations), else the variant and class count are inferred where not given. Every missing,
     /// unexpected or mis-shaped tensor is reported by name. The model comes ready for inference,
     /// RepConv fused (see [`RtDetr::set_fused`]).
     pub fn load(
@@ -210,10 +211,14 @@ impl RtDetr {
     ) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let (bytes, shapes) = read(path)?;
-        let cfg = infer_config(&shapes, variant, nc).map_err(|message| LoadError::Infer {
+        let infer = |message| LoadError::Infer {
             path: path.into(),
             message,
-        })?;
+        };
+        let cfg = match stored_config(&bytes).map_err(infer)? {
+            Some(cfg) => cfg,
+            None => infer_config(&shapes, variant, nc).map_err(infer)?,
+        };
         Self::from_buffer(path, bytes, &shapes, &cfg, device)
     }
 
@@ -255,6 +260,20 @@ impl RtDetr {
     }
 }
 
+/// Metadata key of a JSON [`ModelConfig`] stored beside the weights (custom sizes).
+pub const CONFIG_KEY: &str = "rtdetr_config";
+
+/// The [`CONFIG_KEY`] configuration in a safetensors buffer's metadata, if any.
+fn stored_config(bytes: &[u8]) -> Result<Option<ModelConfig>, String> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    match header.metadata().as_ref().and_then(|m| m.get(CONFIG_KEY)) {
+        None => Ok(None),
+        Some(json) => serde_json::from_str(json)
+            .map(Some)
+            .map_err(|e| format!("metadata {CONFIG_KEY} is not a model configuration: {e}")),
+    }
+}
+
 /// The file's bytes and the shapes its header declares.
 fn read(path: &Path) -> Result<(Vec<u8>, Shapes), LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
@@ -266,4 +285,43 @@ fn read(path: &Path) -> Result<(Vec<u8>, Shapes), LoadError> {
         message,
     })?;
     Ok((bytes, shapes))
+}
+
+/// The `__metadata__` strings of a safetensors file (class names, image size, ...), reading the
+/// header only.
+pub fn read_metadata(path: impl AsRef<Path>) -> Result<HashMap<String, String>, LoadError> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let io = |source| LoadError::Io {
+        path: path.into(),
+        source,
+    };
+    let format = |message: String| LoadError::Format {
+        path: path.into(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| format("shorter than its 8-byte header length".into()))?;
+    let len = u64::from_le_bytes(len);
+    let file_len = file.metadata().map_err(io)?.len();
+    if len > file_len.saturating_sub(8) || len > 100 << 20 {
+        return Err(format(format!(
+            "header length {len} exceeds the file ({file_len} bytes)"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| format(format!("header is not JSON: {e}")))?;
+    Ok(header
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
 }

@@ -1,0 +1,315 @@
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use rtdetr::postprocess::{postprocess, Detection, Filter};
+use rtdetr::{preprocess, RtDetr};
+use serde::Serialize;
+
+use crate::names::Names;
+use crate::{device, draw, output, sources};
+
+/// Arguments of `rtdetr detect`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Images, folders (searched recursively, sorted) or glob patterns; jpg, png, bmp, webp.
+    #[arg(required = true)]
+    sources: Vec<String>,
+    /// Weights: a safetensors file with the PyTorch state_dict keys (see `rtdetr convert`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Inference size: images are stretched to imgsz×imgsz (a multiple of 32).
+    #[arg(long, default_value_t = 640)]
+    imgsz: usize,
+    /// Keep detections scoring above this.
+    #[arg(long, default_value_t = 0.25)]
+    conf: f32,
+    /// Keep at most this many detections per image.
+    #[arg(long, default_value_t = 300)]
+    max_det: usize,
+    /// Keep only these class indices, e.g. `--classes 0,2`.
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<usize>>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Folder for annotated images and `labels/`.
+    #[arg(long, default_value = "runs/detect/predict")]
+    save_dir: PathBuf,
+    /// Do not write annotated images.
+    #[arg(long)]
+    no_draw: bool,
+    /// Write all detections as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write `labels/<image>.txt` in the save folder: `class cx cy w h conf`, normalised.
+    #[arg(long)]
+    save_txt: bool,
+    /// Write COCO results (image_id, category_id, bbox [x, y, w, h], score) to this file.
+    #[arg(long)]
+    save_coco: Option<PathBuf>,
+    /// Class names: a data.yaml, a JSON list or object, or one name per line (default: the
+    /// weights' `names` metadata, else numbers).
+    #[arg(long)]
+    names: Option<PathBuf>,
+    /// Model variant (s, m, l, xl) when it cannot be told from the weights.
+    #[arg(long)]
+    variant: Option<String>,
+}
+
+/// One detection in the `--json` output.
+#[derive(Debug, Serialize)]
+pub struct JsonDetection {
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    score: f32,
+    class_id: usize,
+    class_name: String,
+}
+
+/// One image in the `--json` output.
+#[derive(Debug, Serialize)]
+pub struct JsonImage {
+    path: String,
+    width: usize,
+    height: usize,
+    detections: Vec<JsonDetection>,
+}
+
+#[derive(Debug, Serialize)]
+struct CocoResult {
+    image_id: serde_json::Value,
+    category_id: usize,
+    bbox: [f64; 4],
+    score: f64,
+}
+
+fn round(v: f32, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (v as f64 * p).round() / p
+}
+
+fn coco_image_id(path: &Path) -> serde_json::Value {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    match stem.parse::<u64>() {
+        Ok(id) => id.into(),
+        Err(_) => stem.into(),
+    }
+}
+
+fn class_names(args: &Args) -> anyhow::Result<Names> {
+    if let Some(path) = &args.names {
+        return Names::from_file(path);
+    }
+    let metadata = rtdetr::read_metadata(&args.weights)?;
+    match metadata.get("names") {
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(text).with_context(|| {
+                format!("{}: metadata `names` is not JSON", args.weights.display())
+            })?;
+            Names::from_json(&value)
+                .with_context(|| format!("{}: metadata `names`", args.weights.display()))
+        }
+        None => Ok(Names::default()),
+    }
+}
+
+/// Output file for an annotated image, unique within the run.
+fn annotated_path(save_dir: &Path, source: &Path, taken: &mut HashSet<PathBuf>) -> PathBuf {
+    let name = source
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "image.png".into());
+    let mut path = save_dir.join(&name);
+    let mut n = 1;
+    while !taken.insert(path.clone()) {
+        let stem = name.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+        let ext = name.extension().and_then(|s| s.to_str()).unwrap_or("png");
+        path = save_dir.join(format!("{stem}_{n}.{ext}"));
+        n += 1;
+    }
+    path
+}
+
+fn yolo_lines(detections: &[Detection], width: usize, height: usize) -> String {
+    let (w, h) = (width as f32, height as f32);
+    detections
+        .iter()
+        .map(|d| {
+            let [x1, y1, x2, y2] = d.bbox;
+            let (cx, cy, bw, bh) = (
+                (x1 + x2) / 2.0 / w,
+                (y1 + y2) / 2.0 / h,
+                (x2 - x1) / w,
+                (y2 - y1) / h,
+            );
+            format!(
+                "{} {cx:.6} {cy:.6} {bw:.6} {bh:.6} {:.6}\n",
+                d.class_id, d.score
+            )
+        })
+        .collect()
+}
+
+/// Milliseconds spent per phase.
+#[derive(Default)]
+struct Timing {
+    preprocess: f64,
+    inference: f64,
+    postprocess: f64,
+}
+
+/// Runs the detector over every image and writes what was asked for.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
+        bail!("--imgsz {} is not a positive multiple of 32", args.imgsz);
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let images = sources::expand(&args.sources)?;
+    let device = device::parse(&args.device)?;
+    let variant = args
+        .variant
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let model = RtDetr::load(&args.weights, &device, variant, None)?;
+    let names = class_names(&args)?;
+    let filter = Filter {
+        conf: args.conf,
+        max_det: args.max_det,
+        classes: args.classes.clone(),
+    };
+
+    let progress = indicatif::ProgressBar::new(images.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} images {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if images.len() == 1 {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut timing = Timing::default();
+    let mut json = Vec::new();
+    let mut coco = Vec::new();
+    let mut failed = 0;
+    let mut done = 0;
+    let mut taken = HashSet::new();
+    for chunk in images.chunks(args.batch) {
+        let start = Instant::now();
+        let mut decoded = Vec::with_capacity(chunk.len());
+        for path in chunk {
+            match image::open(path) {
+                Ok(img) => decoded.push((path, img.to_rgb8())),
+                Err(e) => {
+                    failed += 1;
+                    progress.suspend(|| eprintln!("{}: cannot read image: {e}", path.display()));
+                }
+            }
+        }
+        progress.inc(chunk.len() as u64);
+        if decoded.is_empty() {
+            continue;
+        }
+        let raw: Vec<(&[u8], usize, usize)> = decoded
+            .iter()
+            .map(|(_, img)| {
+                (
+                    img.as_raw().as_slice(),
+                    img.height() as usize,
+                    img.width() as usize,
+                )
+            })
+            .collect();
+        let batch = preprocess::to_batch(&raw, args.imgsz, &device)?;
+        let t1 = Instant::now();
+        let out = model.forward_t(&batch, false)?;
+        let rows = out.decoder.detections.to_device(&candle::Device::Cpu)?;
+        let t2 = Instant::now();
+        let sizes: Vec<(usize, usize)> = raw.iter().map(|&(_, h, w)| (h, w)).collect();
+        let results = postprocess(&rows, &sizes, &filter)?;
+        let t3 = Instant::now();
+        timing.preprocess += (t1 - start).as_secs_f64() * 1e3;
+        timing.inference += (t2 - t1).as_secs_f64() * 1e3;
+        timing.postprocess += (t3 - t2).as_secs_f64() * 1e3;
+        done += decoded.len();
+
+        for ((path, mut img), detections) in decoded.into_iter().zip(results) {
+            let (width, height) = (img.width() as usize, img.height() as usize);
+            if !args.no_draw {
+                for d in &detections {
+                    let label = format!("{} {:.2}", names.get(d.class_id), d.score);
+                    draw::annotate(&mut img, d.bbox, d.class_id, &label);
+                }
+                output::write_image(&annotated_path(&args.save_dir, path, &mut taken), &img)?;
+            }
+            if args.save_txt {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+                let file = args.save_dir.join("labels").join(format!("{stem}.txt"));
+                output::write_atomic(&file, yolo_lines(&detections, width, height).as_bytes())?;
+            }
+            if args.save_coco.is_some() {
+                coco.extend(detections.iter().map(|d| CocoResult {
+                    image_id: coco_image_id(path),
+                    category_id: d.class_id,
+                    bbox: [
+                        round(d.bbox[0], 3),
+                        round(d.bbox[1], 3),
+                        round(d.bbox[2] - d.bbox[0], 3),
+                        round(d.bbox[3] - d.bbox[1], 3),
+                    ],
+                    score: round(d.score, 5),
+                }));
+            }
+            let detections = detections
+                .into_iter()
+                .map(|d| JsonDetection {
+                    bbox: d.bbox,
+                    score: d.score,
+                    class_name: names.get(d.class_id),
+                    class_id: d.class_id,
+                })
+                .collect();
+            json.push(JsonImage {
+                path: path.display().to_string(),
+                width,
+                height,
+                detections,
+            });
+        }
+    }
+    progress.finish_and_clear();
+
+    if let Some(path) = &args.json {
+        output::write_json(path, &json)?;
+    }
+    if let Some(path) = &args.save_coco {
+        output::write_json(path, &coco)?;
+    }
+    let found: usize = json.iter().map(|j| j.detections.len()).sum();
+    let per = |ms: f64| ms / done.max(1) as f64;
+    eprintln!(
+        "{done} images, {found} detections. Speed: {:.1}ms preprocess, {:.1}ms inference, {:.1}ms postprocess per image at shape ({}, 3, {}, {})",
+        per(timing.preprocess),
+        per(timing.inference),
+        per(timing.postprocess),
+        args.batch,
+        args.imgsz,
+        args.imgsz
+    );
+    if !args.no_draw || args.save_txt {
+        eprintln!("Results saved to {}", args.save_dir.display());
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images could not be read", images.len());
+    }
+    Ok(())
+}
