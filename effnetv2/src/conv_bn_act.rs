@@ -1,6 +1,7 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
+use crate::im2col::conv2d_im2col;
 use crate::{depthwise_conv2d, BatchNorm2d};
 
 /// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
@@ -61,7 +62,8 @@ impl ConvBnAct {
 
 /// `F.conv2d(xs, weight, stride=stride, padding=padding, groups=groups)` without bias, through the
 /// fastest path this crate has: the direct depthwise kernel, a matrix product for 1×1 stride-1
-/// convolutions (candle's conv2d copies through im2col), or candle's conv2d.
+/// convolutions, im2col + matrix product for other full convolutions on the CPU, or candle's
+/// conv2d.
 ///
 /// # Shapes
 /// `xs: [B, C_in, H, W]`, `weight: [C_out, C_in/groups, KH, KW]` → `[B, C_out, OH, OW]`
@@ -77,6 +79,8 @@ pub fn conv2d(
         depthwise_conv2d(xs, weight, stride, padding)
     } else if (kh, kw, stride, padding, groups) == (1, 1, 1, 0, 1) {
         pointwise_conv2d(xs, weight)
+    } else if groups == 1 && xs.device().is_cpu() {
+        conv2d_im2col(xs, weight, stride, padding)
     } else {
         xs.conv2d(weight, padding, stride, 1, groups)
     }

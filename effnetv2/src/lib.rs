@@ -22,6 +22,7 @@ mod batch_norm;
 mod config;
 mod conv_bn_act;
 mod depthwise;
+mod im2col;
 mod mbconv;
 mod model;
 mod squeeze_excite;
