@@ -13,6 +13,7 @@ pub struct ConvBnAct {
     stride: usize,
     groups: usize,
     silu: bool,
+    folded: Option<(Tensor, Tensor)>,
 }
 
 impl ConvBnAct {
@@ -47,6 +48,7 @@ impl ConvBnAct {
             stride,
             groups,
             silu,
+            folded: None,
         })
     }
 
@@ -57,6 +59,22 @@ impl ConvBnAct {
     /// The batch norm (`1`).
     pub fn bn(&self) -> &BatchNorm2d {
         &self.bn
+    }
+
+    /// The convolution with the evaluation-mode batch norm folded in: `(weight, bias)`.
+    pub fn folded(&self) -> Result<(Tensor, Tensor)> {
+        let (scale, shift) = self.bn.scale_shift()?;
+        Ok((
+            self.weight.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?,
+            shift,
+        ))
+    }
+
+    /// Folds the batch norm into the convolution for evaluation (`true`), or goes back to
+    /// running it (`false`). Training always runs it; fold again after training.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        self.folded = if fused { Some(self.folded()?) } else { None };
+        Ok(())
     }
 }
 
@@ -102,6 +120,10 @@ impl ModuleT for ConvBnAct {
     /// # Shapes
     /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/stride⌉, ⌈W/stride⌉]` (odd kernels)
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if let (Some((weight, bias)), false) = (&self.folded, train) {
+            let ys = conv2d(xs, weight, self.stride, self.padding(), self.groups)?;
+            return crate::bias_act(&ys, bias, self.silu);
+        }
         let ys = conv2d(xs, &self.weight, self.stride, self.padding(), self.groups)?;
         let ys = ys.apply_t(&self.bn, train)?;
         if self.silu {

@@ -19,6 +19,7 @@
 //! ```
 
 mod batch_norm;
+mod bias_act;
 mod config;
 mod conv_bn_act;
 mod depthwise;
@@ -29,6 +30,7 @@ mod squeeze_excite;
 mod stochastic_depth;
 
 pub use batch_norm::{BatchNorm2d, BN_EPS, BN_MOMENTUM};
+pub use bias_act::bias_act;
 pub use config::{adjust_channels, Config, MbConvConfig};
 pub use conv_bn_act::{conv2d, ConvBnAct};
 pub use depthwise::depthwise_conv2d;

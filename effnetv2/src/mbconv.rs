@@ -104,6 +104,30 @@ impl MbConv {
         })
     }
 
+    /// Folds (or unfolds) every batch norm of the block for evaluation.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        match &mut self.body {
+            Body::Single { fused: conv } => conv.set_fused(fused),
+            Body::Fused {
+                fused: conv,
+                fused_point_wise,
+            } => {
+                conv.set_fused(fused)?;
+                fused_point_wise.set_fused(fused)
+            }
+            Body::Inverted {
+                linear_bottleneck,
+                depth_wise,
+                point_wise,
+                ..
+            } => {
+                linear_bottleneck.set_fused(fused)?;
+                depth_wise.set_fused(fused)?;
+                point_wise.set_fused(fused)
+            }
+        }
+    }
+
     /// Whether the block adds its input back.
     pub fn has_skip(&self) -> bool {
         self.skip

@@ -29,6 +29,16 @@ impl EfficientNetV2 {
         Ok(Self { stem, blocks, rng })
     }
 
+    /// Folds every batch norm into its convolution for evaluation (`true`), or goes back to
+    /// running them (`false`). Training always runs them; fold again after training.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        self.stem.set_fused(fused)?;
+        for block in &mut self.blocks {
+            block.set_fused(fused)?;
+        }
+        Ok(())
+    }
+
     /// The generator of the stochastic-depth masks (seed it for reproducible training).
     pub fn drop_path_rng(&self) -> &DropPathRng {
         &self.rng

@@ -90,3 +90,14 @@ fn eval_is_deterministic_and_leaves_running_stats_alone() {
         .unwrap();
     assert_close(&after, &before, Tol::Exact, "running mean after eval");
 }
+
+#[test]
+fn folded_batch_norms_give_the_same_eval_outputs() {
+    let (cfg, io, weights) = tiny();
+    let (mut model, _varmap) = common::trainable(&cfg, &weights, DType::F32);
+    model.set_fused(true).unwrap();
+    let outs = model.forward_t(io.get("input").unwrap(), false).unwrap();
+    common::check_outputs(&outs, &io, "eval");
+    let train = model.forward_t(io.get("input").unwrap(), true).unwrap();
+    common::check_outputs(&train, &io, "train");
+}

@@ -57,6 +57,7 @@ pub struct DecoderOutput {
 pub struct RtDetrDecoder {
     cfg: DecoderConfig,
     input_proj: Vec<(Tensor, BatchNorm2d)>,
+    input_proj_folded: Option<Vec<(Tensor, Tensor)>>,
     layers: Vec<DecoderLayer>,
     query_pos_head: Mlp,
     enc_output: (Linear, LayerNorm),
@@ -97,6 +98,7 @@ impl RtDetrDecoder {
         Ok(Self {
             cfg: cfg.clone(),
             input_proj,
+            input_proj_folded: None,
             layers,
             query_pos_head: Mlp::new(4, 2 * hd, hd, 2, vb.pp("query_pos_head"))?,
             enc_output: (
@@ -120,6 +122,21 @@ impl RtDetrDecoder {
                 },
             )?,
         })
+    }
+
+    /// Folds the input projections' batch norms into their convolutions for evaluation
+    /// (`true`), or goes back to running them (`false`). Training always runs them.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        self.input_proj_folded = if fused {
+            let fold = |(weight, bn): &(Tensor, BatchNorm2d)| -> Result<(Tensor, Tensor)> {
+                let (scale, shift) = bn.scale_shift()?;
+                Ok((weight.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?, shift))
+            };
+            Some(self.input_proj.iter().map(fold).collect::<Result<_>>()?)
+        } else {
+            None
+        };
+        Ok(())
     }
 
     /// The configuration.
@@ -151,8 +168,14 @@ impl RtDetrDecoder {
         }
         let mut flat = Vec::with_capacity(maps.len());
         let mut shapes = Vec::with_capacity(maps.len());
-        for (xs, (weight, bn)) in maps.iter().zip(&self.input_proj) {
-            let ys = effnetv2::conv2d(xs, weight, 1, 0, 1)?.apply_t(bn, train)?;
+        for (i, (xs, (weight, bn))) in maps.iter().zip(&self.input_proj).enumerate() {
+            let ys = match (&self.input_proj_folded, train) {
+                (Some(folded), false) => {
+                    let (weight, bias) = &folded[i];
+                    effnetv2::bias_act(&effnetv2::conv2d(xs, weight, 1, 0, 1)?, bias, false)?
+                }
+                _ => effnetv2::conv2d(xs, weight, 1, 0, 1)?.apply_t(bn, train)?,
+            };
             let (_, _, h, w) = ys.dims4()?;
             shapes.push((h, w));
             // [B, C, H, W] -> [B, H*W, C]

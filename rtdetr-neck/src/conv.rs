@@ -9,6 +9,7 @@ pub struct Conv {
     bn: BatchNorm2d,
     stride: usize,
     silu: bool,
+    fused: Option<(Tensor, Tensor)>,
 }
 
 impl Conv {
@@ -35,6 +36,7 @@ impl Conv {
             bn,
             stride,
             silu,
+            fused: None,
         })
     }
 
@@ -43,6 +45,13 @@ impl Conv {
         let (scale, shift) = self.bn.scale_shift()?;
         let weight = self.weight.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
         Ok((weight, shift))
+    }
+
+    /// Folds the batch norm into the convolution for evaluation (`true`), or goes back to running
+    /// it (`false`). Training always runs it; fold again after training.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        self.fused = if fused { Some(self.folded()?) } else { None };
+        Ok(())
     }
 
     /// The convolution alone, before the batch norm.
@@ -56,6 +65,11 @@ impl ModuleT for Conv {
     /// # Shapes
     /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/s⌉, ⌈W/s⌉]`
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if let (Some((weight, bias)), false) = (&self.fused, train) {
+            let padding = weight.dim(3)? / 2;
+            let ys = effnetv2::conv2d(xs, weight, self.stride, padding, 1)?;
+            return effnetv2::bias_act(&ys, bias, self.silu);
+        }
         let ys = self.conv(xs)?.apply_t(&self.bn, train)?;
         if self.silu {
             ys.silu()

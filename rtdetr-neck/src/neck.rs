@@ -86,8 +86,19 @@ impl Neck {
         })
     }
 
-    /// Fuses (or unfuses) every RepConv for evaluation.
+    /// Fuses (or unfuses) every RepConv and folds every batch norm for evaluation.
     pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        for conv in [
+            &mut self.proj5,
+            &mut self.lateral5,
+            &mut self.proj4,
+            &mut self.lateral4,
+            &mut self.proj3,
+            &mut self.down3,
+            &mut self.down4,
+        ] {
+            conv.set_fused(fused)?;
+        }
         for repc3 in [
             &mut self.fpn4,
             &mut self.fpn3,

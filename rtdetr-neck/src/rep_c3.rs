@@ -23,8 +23,10 @@ impl RepC3 {
         Ok(Self { cv1, cv2, m })
     }
 
-    /// Fuses (or unfuses) every RepConv for evaluation.
+    /// Fuses (or unfuses) every RepConv and folds every batch norm for evaluation.
     pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        self.cv1.set_fused(fused)?;
+        self.cv2.set_fused(fused)?;
         for rep in &mut self.m {
             if fused {
                 rep.fuse()?

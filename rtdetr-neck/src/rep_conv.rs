@@ -56,7 +56,7 @@ impl ModuleT for RepConv {
         match (&self.fused, train) {
             (Some((weight, bias)), false) => {
                 let ys = effnetv2::conv2d(xs, weight, 1, 1, 1)?;
-                ys.broadcast_add(&bias.reshape((1, (), 1, 1))?)?.silu()
+                effnetv2::bias_act(&ys, bias, true)
             }
             _ => (self.conv1.forward_t(xs, train)? + self.conv2.forward_t(xs, train)?)?.silu(),
         }

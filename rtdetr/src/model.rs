@@ -102,11 +102,14 @@ impl RtDetr {
         &self.decoder
     }
 
-    /// Fuses every RepConv's two branches into one 3×3 convolution for evaluation (`true`, what
-    /// [`RtDetr::load`] does), or goes back to the branches (`false`). Training always runs the
-    /// branches; fuse again after training changes the weights.
+    /// Prepares evaluation (`true`, what [`RtDetr::load`] does): every batch norm folded into
+    /// its convolution and every RepConv's two branches fused into one 3×3 convolution; `false`
+    /// goes back to the layers as trained. Training always runs the unfused layers; fuse again
+    /// after training changes the weights.
     pub fn set_fused(&mut self, fused: bool) -> Result<()> {
-        self.neck.set_fused(fused)
+        self.backbone.set_fused(fused)?;
+        self.neck.set_fused(fused)?;
+        self.decoder.set_fused(fused)
     }
 
     /// # Shapes
