@@ -11,7 +11,7 @@ use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// Sizes of one unfold.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Unfold {
     b: usize,
     c: usize,
@@ -52,13 +52,19 @@ impl Unfold {
 /// `[B, C, H, W]` → `[B, C·KH·KW, OH·OW]`: column `oy·OW + ox` of row `(c·KH + ky)·KW + kx` holds
 /// `x[c, oy·s + ky − p, ox·s + kx − p]` (zero outside).
 fn unfold<T: WithDType>(g: &Unfold, xs: &[T]) -> Vec<T> {
+    let mut out = vec![T::zero(); g.b * g.rows() * g.cols()];
+    unfold_into(g, xs, &mut out);
+    out
+}
+
+/// [`unfold`] of `xs.len() / (C·H·W)` images into `out`, which must hold zeros wherever the
+/// kernel falls on padding.
+fn unfold_into<T: WithDType>(g: &Unfold, xs: &[T], out: &mut [T]) {
     let plane = g.h * g.w;
     let taps = g.kh * g.kw;
-    let mut out = vec![T::zero(); g.b * g.rows() * g.cols()];
     out.par_chunks_mut(taps * g.cols())
-        .enumerate()
-        .for_each(|(bc, out)| {
-            let xs = &xs[bc * plane..][..plane];
+        .zip(xs.par_chunks(plane))
+        .for_each(|(out, xs)| {
             for ky in 0..g.kh {
                 let (y_lo, y_hi, iy0) = g.valid(ky, g.h, g.oh);
                 for kx in 0..g.kw {
@@ -78,7 +84,6 @@ fn unfold<T: WithDType>(g: &Unfold, xs: &[T]) -> Vec<T> {
                 }
             }
         });
-    out
 }
 
 /// The adjoint of [`unfold`]: sums every column entry back into its input pixel.
@@ -149,6 +154,121 @@ impl CustomOp1 for Col2Im {
     }
 }
 
+thread_local! {
+    /// The unfolded image of the last convolution run on this thread, reused so that large
+    /// unfolds do not pay for fresh pages every call.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Option<Unfold>)> =
+        const { std::cell::RefCell::new((Vec::new(), None)) };
+}
+
+/// Convolution forward as unfold + gemm per image; backward through [`Im2Col`] and matmuls.
+struct ConvGemm {
+    g: Unfold,
+    out_channels: usize,
+}
+
+impl ConvGemm {
+    fn forward_f32(&self, xs: &[f32], weight: &[f32]) -> Vec<f32> {
+        let g = &self.g;
+        let (rows, cols, o) = (g.rows(), g.cols(), self.out_channels);
+        let mut out = vec![0f32; g.b * o * cols];
+        SCRATCH.with(|scratch| {
+            let (buffer, layout) = &mut *scratch.borrow_mut();
+            let key = Unfold { b: 1, ..*g };
+            if *layout != Some(key) || buffer.len() != rows * cols {
+                // Padding positions are never written by unfold_into, so the buffer is zeroed
+                // only when the geometry changes.
+                buffer.clear();
+                buffer.resize(rows * cols, 0.0);
+                *layout = Some(key);
+            }
+            let single = Unfold { b: 1, ..*g };
+            for (image, out) in xs.chunks(g.c * g.h * g.w).zip(out.chunks_mut(o * cols)) {
+                unfold_into(&single, image, buffer);
+                // SAFETY: dst is o×cols row-major, lhs o×rows row-major, rhs rows×cols
+                // row-major, each exactly the length of its slice.
+                unsafe {
+                    gemm::gemm(
+                        o,
+                        cols,
+                        rows,
+                        out.as_mut_ptr(),
+                        1,
+                        cols as isize,
+                        false,
+                        weight.as_ptr(),
+                        1,
+                        rows as isize,
+                        buffer.as_ptr(),
+                        1,
+                        cols as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::Rayon(candle::utils::get_num_threads()),
+                    );
+                }
+            }
+        });
+        out
+    }
+}
+
+impl candle::CustomOp2 for ConvGemm {
+    fn name(&self) -> &'static str {
+        "conv2d-gemm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle::bail!("conv2d: operands must be contiguous")
+        };
+        let g = &self.g;
+        let shape: Shape = (g.b, self.out_channels, g.oh, g.ow).into();
+        match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(w)) => Ok((
+                CpuStorage::F32(self.forward_f32(&x[a0..a1], &w[b0..b1])),
+                shape,
+            )),
+            _ => candle::bail!(
+                "conv2d-gemm: f32 only, got {:?} and {:?}",
+                s1.dtype(),
+                s2.dtype()
+            ),
+        }
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = self.g;
+        let o = self.out_channels;
+        let cols = xs.apply_op1_no_bwd(&Im2Col(g))?;
+        let grad = grad.contiguous()?.reshape((g.b, o, g.cols()))?;
+        let grad_w = grad
+            .matmul(&cols.transpose(1, 2)?.contiguous()?)?
+            .sum(0)?
+            .reshape(weight.shape())?;
+        let w_t = weight.reshape((o, g.rows()))?.t()?.contiguous()?;
+        let grad_cols = w_t.broadcast_left(g.b)?.matmul(&grad)?;
+        let grad_xs = grad_cols.apply_op1_no_bwd(&Col2Im(g))?;
+        Ok((Some(grad_xs), Some(grad_w)))
+    }
+}
+
 /// `F.conv2d(xs, weight, stride, padding)` without bias, `groups = 1`, as im2col + matmul.
 ///
 /// # Shapes
@@ -182,6 +302,10 @@ pub fn conv2d_im2col(
         stride,
         padding,
     };
+    if xs.dtype() == candle::DType::F32 && weight.dtype() == candle::DType::F32 {
+        let op = ConvGemm { g, out_channels: o };
+        return xs.contiguous()?.apply_op2(&weight.contiguous()?, op);
+    }
     let cols = xs.contiguous()?.apply_op1(Im2Col(g))?;
     let weight = weight
         .reshape((1, o, g.rows()))?

@@ -248,7 +248,9 @@ impl RtDetrDecoder {
         let mut logits = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let query_pos = self.query_pos_head.forward(&reference)?;
-            output = layer.forward(&output, &reference, feats, shapes, blocked, &query_pos)?;
+            output = layer.forward(
+                &output, &reference, feats, shapes, blocked, &query_pos, train,
+            )?;
             let delta = self.dec_bbox_head[i].forward(&output)?;
             let refined = sigmoid(&(&delta + inverse_sigmoid(&reference)?)?)?;
             logits.push(self.dec_score_head[i].forward(&output)?);

@@ -41,6 +41,7 @@ impl DecoderLayer {
     /// # Shapes
     /// `embed, query_pos: [B, Q, dim]`, `boxes: [B, Q, 4]`, `feats: [B, S, dim]`,
     /// `blocked: [Q, Q]` (1 = masked) → `[B, Q, dim]`
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         embed: &Tensor,
@@ -49,13 +50,14 @@ impl DecoderLayer {
         shapes: &[(usize, usize)],
         blocked: Option<&Tensor>,
         query_pos: &Tensor,
+        train: bool,
     ) -> Result<Tensor> {
         let q = (embed + query_pos)?;
         let attended = self.self_attn.forward(&q, &q, embed, blocked)?;
         let embed = self.norm1.forward(&(embed + attended)?)?;
-        let sampled = self
-            .cross_attn
-            .forward(&(&embed + query_pos)?, boxes, feats, shapes)?;
+        let sampled =
+            self.cross_attn
+                .forward(&(&embed + query_pos)?, boxes, feats, shapes, train)?;
         let embed = self.norm2.forward(&(embed + sampled)?)?;
         let ffn = self
             .linear2

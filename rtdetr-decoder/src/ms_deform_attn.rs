@@ -58,6 +58,90 @@ pub fn sample_bilinear(value: &Tensor, h: usize, w: usize, loc: &Tensor) -> Resu
     out.ok_or_else(|| candle::Error::Msg("unreachable".into()))
 }
 
+/// The whole sampling of [`MsDeformAttn`] in one pass for evaluation on the CPU: for each query
+/// and head, the attention-weighted sum of bilinear samples (as [`sample_bilinear`]) over levels
+/// and points. No gradient; training uses the gather-based composite.
+struct Sampler {
+    shapes: Vec<(usize, usize)>,
+    heads: usize,
+    points: usize,
+}
+
+impl candle::CustomOp3 for Sampler {
+    fn name(&self) -> &'static str {
+        "ms-deform-sample"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle::CpuStorage,
+        l1: &candle::Layout,
+        s2: &candle::CpuStorage,
+        l2: &candle::Layout,
+        s3: &candle::CpuStorage,
+        l3: &candle::Layout,
+    ) -> Result<(candle::CpuStorage, candle::Shape)> {
+        use rayon::prelude::*;
+        let slice = |s: &candle::CpuStorage, l: &candle::Layout| -> Result<Vec<f32>> {
+            match (s, l.contiguous_offsets()) {
+                (candle::CpuStorage::F32(v), Some((a, b))) => Ok(v[a..b].to_vec()),
+                _ => candle::bail!("ms-deform-sample: contiguous f32 operands only"),
+            }
+        };
+        let (value, loc, weights) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (b, s, dim) = l1.shape().dims3()?;
+        let q = l2.shape().dims()[1];
+        let (heads, points, levels) = (self.heads, self.points, self.shapes.len());
+        let dh = dim / heads;
+        let starts: Vec<usize> = self
+            .shapes
+            .iter()
+            .scan(0, |acc, &(h, w)| {
+                let start = *acc;
+                *acc += h * w;
+                Some(start)
+            })
+            .collect();
+        let mut out = vec![0f32; b * q * dim];
+        out.par_chunks_mut(dim).enumerate().for_each(|(bq, out)| {
+            let batch = bq / q;
+            let value = &value[batch * s * dim..][..s * dim];
+            for head in 0..heads {
+                let acc = &mut out[head * dh..][..dh];
+                for (level, (&(h, w), &start)) in self.shapes.iter().zip(&starts).enumerate() {
+                    for p in 0..points {
+                        let i = ((bq * heads + head) * levels + level) * points + p;
+                        let aw = weights[i];
+                        let px = loc[2 * i] * w as f32 - 0.5;
+                        let py = loc[2 * i + 1] * h as f32 - 0.5;
+                        let (x0, y0) = (px.floor(), py.floor());
+                        let (fx, fy) = (px - x0, py - y0);
+                        for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
+                            let y = y0 as i64 + dy;
+                            if y < 0 || y >= h as i64 {
+                                continue;
+                            }
+                            for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
+                                let x = x0 as i64 + dx;
+                                if x < 0 || x >= w as i64 {
+                                    continue;
+                                }
+                                let token = start + y as usize * w + x as usize;
+                                let row = &value[token * dim + head * dh..][..dh];
+                                let k = aw * wx * wy;
+                                for (a, &v) in acc.iter_mut().zip(row) {
+                                    *a += k * v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok((candle::CpuStorage::F32(out), (b, q, dim).into()))
+    }
+}
+
 /// ultralytics `MSDeformAttn(d_model, n_levels, n_heads, n_points)` with 4-d (box) references.
 #[derive(Debug, Clone)]
 pub struct MsDeformAttn {
@@ -124,6 +208,7 @@ impl MsDeformAttn {
         boxes: &Tensor,
         value: &Tensor,
         shapes: &[(usize, usize)],
+        train: bool,
     ) -> Result<Tensor> {
         let (b, q, dim) = query.dims3()?;
         let (heads, points) = (self.heads, self.points);
@@ -151,6 +236,19 @@ impl MsDeformAttn {
         let loc =
             centre.broadcast_add(&(offsets.broadcast_mul(&size)? * (0.5 / points as f64))?)?;
 
+        if !train && value.device().is_cpu() && value.dtype() == candle::DType::F32 {
+            let op = Sampler {
+                shapes: shapes.to_vec(),
+                heads,
+                points,
+            };
+            let out = value.contiguous()?.apply_op3_no_bwd(
+                &loc.contiguous()?,
+                &weights.contiguous()?,
+                &op,
+            )?;
+            return self.output_proj.forward(&out);
+        }
         let mut out: Option<Tensor> = None;
         let mut start = 0;
         for (level, &(h, w)) in shapes.iter().enumerate() {
@@ -214,6 +312,37 @@ mod tests {
             }
         }
         acc
+    }
+
+    #[test]
+    fn evaluation_kernel_equals_the_differentiable_composite() {
+        use candle::DType;
+        use candle_nn::VarMap;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let attn = MsDeformAttn::new(32, 3, 4, 4, vb).unwrap();
+        // Offsets large enough to push samples off the maps.
+        for var in varmap.all_vars() {
+            var.set(&(var.as_tensor() * 3.0).unwrap()).unwrap();
+        }
+        let shapes = [(9, 7), (5, 4), (2, 3)];
+        let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
+        let value = Tensor::randn(0f32, 1., (2, s, 32), &Device::Cpu).unwrap();
+        let query = Tensor::randn(0f32, 1., (2, 11, 32), &Device::Cpu).unwrap();
+        let boxes = Tensor::rand(0f32, 1., (2, 11, 4), &Device::Cpu).unwrap();
+        let fast = attn
+            .forward(&query, &boxes, &value, &shapes, false)
+            .unwrap();
+        let composite = attn.forward(&query, &boxes, &value, &shapes, true).unwrap();
+        let diff = (fast - composite)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{diff}");
     }
 
     #[test]
