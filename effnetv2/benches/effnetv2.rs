@@ -1,6 +1,6 @@
 //! Forward (and forward+backward) time of the depthwise kernel against candle's grouped
-//! convolution, and of whole backbones, on random input with zero-initialised (`VarBuilder::zeros`)
-//! or seeded random weights. Run: `cargo bench -p effnetv2`.
+//! convolution, and of whole backbones (batch norms folded, as for inference), on random input
+//! with random weights. Run: `cargo bench -p effnetv2`.
 
 use candle::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -53,8 +53,9 @@ fn backbone(c: &mut Criterion) {
     group.sample_size(10);
     for (name, cfg, size) in [("s", Config::s(), 640), ("s", Config::s(), 320)] {
         let varmap = VarMap::new();
-        let model =
+        let mut model =
             EfficientNetV2::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+        model.set_fused(true).unwrap();
         let xs = Tensor::rand(0f32, 1., (1, 3, size, size), &dev).unwrap();
         group.bench_function(format!("{name}_eval_f32_b1_{size}x{size}"), |b| {
             b.iter(|| model.forward_t(&xs, false).unwrap())
