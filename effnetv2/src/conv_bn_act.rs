@@ -70,6 +70,31 @@ impl ConvBnAct {
         ))
     }
 
+    /// Evaluation of a folded 1×1 convolution on `xs` scaled per image and input channel by
+    /// `gate`, without materialising the scaled input: the gate scales the weight's columns
+    /// instead (`W·diag(g_b)` for image b). `None` when the layer is not a folded 1×1 convolution.
+    ///
+    /// # Shapes
+    /// `xs: [B, C_in, H, W]`, `gate: [B, C_in]` → `[B, C_out, H, W]`
+    pub fn forward_gated(&self, xs: &Tensor, gate: &Tensor) -> Result<Option<Tensor>> {
+        let Some((weight, bias)) = &self.folded else {
+            return Ok(None);
+        };
+        let (c_out, c_in, kh, kw) = weight.dims4()?;
+        if (kh, kw, self.stride, self.groups) != (1, 1, 1, 1) {
+            return Ok(None);
+        }
+        let (b, _, h, w) = xs.dims4()?;
+        let weight = weight
+            .reshape((1, c_out, c_in))?
+            .broadcast_mul(&gate.reshape((b, 1, c_in))?)?;
+        // [B, C, H, W] -> [B, C, H*W]
+        let ys = weight
+            .matmul(&xs.reshape((b, c_in, h * w))?)?
+            .reshape((b, c_out, h, w))?;
+        crate::bias_act(&ys, bias, self.silu).map(Some)
+    }
+
     /// Folds the batch norm into the convolution for evaluation (`true`), or goes back to
     /// running it (`false`). Training always runs it; fold again after training.
     pub fn set_fused(&mut self, fused: bool) -> Result<()> {

@@ -155,7 +155,15 @@ impl ModuleT for MbConv {
                 let ys = linear_bottleneck
                     .forward_t(xs, train)?
                     .apply_t(depth_wise, train)?;
-                se.forward(&ys)?.apply_t(point_wise, train)?
+                let gated = if train {
+                    None
+                } else {
+                    point_wise.forward_gated(&ys, &se.gate(&ys)?)?
+                };
+                match gated {
+                    Some(ys) => ys,
+                    None => se.forward(&ys)?.apply_t(point_wise, train)?,
+                }
             }
         };
         if self.skip {

@@ -40,14 +40,23 @@ impl SqueezeExcite {
     }
 }
 
+impl SqueezeExcite {
+    /// The per-channel gate the input is scaled by.
+    ///
+    /// # Shapes
+    /// `xs: [B, C, H, W]` → `[B, C]`
+    pub fn gate(&self, xs: &Tensor) -> Result<Tensor> {
+        let pooled = xs.mean((2, 3))?;
+        let hidden = linear(&pooled, &self.fc1)?.silu()?;
+        candle_nn::ops::sigmoid(&linear(&hidden, &self.fc2)?)
+    }
+}
+
 impl Module for SqueezeExcite {
     /// # Shapes
     /// `xs: [B, C, H, W]` → `[B, C, H, W]`
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, c, _, _) = xs.dims4()?;
-        let pooled = xs.mean((2, 3))?;
-        let hidden = linear(&pooled, &self.fc1)?.silu()?;
-        let gate = candle_nn::ops::sigmoid(&linear(&hidden, &self.fc2)?)?;
-        xs.broadcast_mul(&gate.reshape((b, c, 1, 1))?)
+        xs.broadcast_mul(&self.gate(xs)?.reshape((b, c, 1, 1))?)
     }
 }
