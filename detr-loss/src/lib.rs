@@ -11,5 +11,6 @@ mod loss;
 mod matcher;
 
 pub use boxes::{box_iou_giou, cxcywh_to_xyxy, iou_giou, xyxy_to_cxcywh};
-pub use loss::{DetrLoss, DnMeta, LayerLoss, LossTerms, Targets};
+pub use loss::{DetrLoss, LayerLoss, LossTerms, Targets};
 pub use matcher::{assign, HungarianMatcher, Matches};
+pub use rtdetr_decoder::DnMeta;

@@ -1,5 +1,7 @@
 use candle::{DType, Device, Result, Tensor};
 
+use rtdetr_decoder::DnMeta;
+
 use crate::{iou_giou, HungarianMatcher, Matches};
 
 /// Ground truth of a batch: boxes of all images in order, with per-image counts.
@@ -11,38 +13,6 @@ pub struct Targets {
     pub boxes: Tensor,
     /// Number of boxes of each image (`gt_groups`).
     pub groups: Vec<usize>,
-}
-
-/// Denoising bookkeeping (`dn_meta`): the positive denoising slots of each image and the ground
-/// truth they were made from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DnMeta {
-    /// Positive query slots of each image, group-major (`dn_pos_idx`).
-    pub pos_idx: Vec<Vec<usize>>,
-    /// Global indices of each image's boxes (`dn_gt_idx`).
-    pub gt_idx: Vec<Vec<usize>>,
-    /// Number of denoising groups (`dn_num_group`).
-    pub num_group: usize,
-}
-
-impl DnMeta {
-    /// The fixed matches of the denoising queries (`get_dn_match_indices`).
-    pub fn matches(&self) -> Matches {
-        self.pos_idx
-            .iter()
-            .zip(&self.gt_idx)
-            .map(|(pos, gt)| {
-                (
-                    pos.clone(),
-                    gt.iter()
-                        .copied()
-                        .cycle()
-                        .take(gt.len() * self.num_group)
-                        .collect(),
-                )
-            })
-            .collect()
-    }
 }
 
 /// Class, L1 and GIoU terms, gains applied.

@@ -34,6 +34,10 @@ fn setup() -> (Fixture, DetrLoss, Targets, DnMeta) {
             .map(|b| indices(fx.get(&format!("dn.gt.{b}")).unwrap()))
             .collect(),
         num_group,
+        num_split: (
+            fx.get("dn_boxes").unwrap().dim(2).unwrap(),
+            fx.get("boxes").unwrap().dim(2).unwrap(),
+        ),
     };
     (fx, DetrLoss::new(nc), targets, meta)
 }

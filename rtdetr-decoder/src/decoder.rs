@@ -52,6 +52,19 @@ pub struct DecoderOutput {
     pub queries: QueryInit,
 }
 
+/// What the decoder gives the loss in training.
+#[derive(Debug, Clone)]
+pub struct TrainOutput {
+    /// Every layer's boxes, denoising queries first. `[L, B, num_dn + K, 4]`
+    pub boxes: Tensor,
+    /// Every layer's class logits, denoising queries first. `[L, B, num_dn + K, nc]`
+    pub logits: Tensor,
+    /// The encoder's selected queries (their boxes and logits enter the loss).
+    pub queries: QueryInit,
+    /// Denoising bookkeeping; `None` when the batch has no boxes.
+    pub dn: Option<crate::DnMeta>,
+}
+
 /// ultralytics `RTDETRDecoder` (with `learnt_init_query=False`).
 #[derive(Debug, Clone)]
 pub struct RtDetrDecoder {
@@ -288,6 +301,51 @@ impl RtDetrDecoder {
         let class = Tensor::from_vec(class, (b, k, 1), boxes.device())?.to_dtype(boxes.dtype())?;
         let picked = gather_rows(boxes, &query)?;
         Tensor::cat(&[picked, values.unsqueeze(2)?, class], 2)
+    }
+
+    /// The training pass (`RTDETRDecoder.forward` with a batch): batch-statistics batch norms,
+    /// detached query selection, contrastive denoising queries from `gt` and `noise` prepended
+    /// with their attention mask, every layer's outputs.
+    pub fn forward_train(
+        &self,
+        maps: &[Tensor],
+        gt: &crate::GroundTruth,
+        noise: &crate::CdnNoise,
+    ) -> Result<TrainOutput> {
+        let (feats, shapes) = self.encoder_input(maps, true)?;
+        let queries = self.select_queries(&feats, &shapes, true)?;
+        let k = queries.embed.dim(1)?;
+        let dn = crate::cdn_group(
+            gt,
+            self.cfg.nc,
+            k,
+            &self.denoising_class_embed,
+            100,
+            0.5,
+            1.0,
+            noise,
+        )?;
+        let (boxes, logits) = match &dn {
+            Some(dn) => {
+                let embed = Tensor::cat(&[&dn.embed, &queries.embed], 1)?;
+                let refs = Tensor::cat(&[&dn.ref_logits, &queries.ref_logits], 1)?;
+                self.forward_queries(&embed, &refs, &feats, &shapes, Some(&dn.blocked), true)?
+            }
+            None => self.forward_queries(
+                &queries.embed,
+                &queries.ref_logits,
+                &feats,
+                &shapes,
+                None,
+                true,
+            )?,
+        };
+        Ok(TrainOutput {
+            boxes,
+            logits,
+            queries,
+            dn: dn.map(|d| d.meta),
+        })
     }
 
     /// The evaluation (or denoising-free training) pass: maps in, every layer's boxes and logits

@@ -3,8 +3,8 @@
 //!
 //! Port of ultralytics 8.4.190 `RTDETRDecoder` (`nn/modules/head.py`, `transformer.py`,
 //! `utils.py`); weight keys equal the seed model's `model.19.*` state_dict keys (relative to it).
-//! Training mode (denoising queries, all layers' outputs for the loss) enters through
-//! [`RtDetrDecoder::forward_queries`], which takes the extra queries and attention mask.
+//! Training mode ([`RtDetrDecoder::forward_train`]) prepends contrastive denoising queries and
+//! returns every layer's outputs for the loss.
 //!
 //! ```
 //! use candle::{DType, Device, Tensor};
@@ -27,6 +27,7 @@
 mod anchors;
 mod config;
 mod decoder;
+mod denoising;
 mod layer;
 mod mlp;
 mod ms_deform_attn;
@@ -34,7 +35,8 @@ mod topk;
 
 pub use anchors::{generate_anchors, inverse_sigmoid, Anchors};
 pub use config::DecoderConfig;
-pub use decoder::{DecoderOutput, QueryInit, RtDetrDecoder};
+pub use decoder::{DecoderOutput, QueryInit, RtDetrDecoder, TrainOutput};
+pub use denoising::{cdn_group, CdnNoise, Denoising, DnMeta, GroundTruth};
 pub use layer::DecoderLayer;
 pub use mlp::Mlp;
 pub use ms_deform_attn::{sample_bilinear, MsDeformAttn};

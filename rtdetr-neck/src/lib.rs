@@ -33,6 +33,6 @@ pub use aifi::{sincos_position_embedding, Aifi};
 pub use attention::MultiheadAttention;
 pub use conv::Conv;
 pub use layer_norm::LayerNorm;
-pub use neck::{Neck, NeckConfig, NeckOutput};
+pub use neck::{upsample2x, Neck, NeckConfig, NeckOutput};
 pub use rep_c3::RepC3;
 pub use rep_conv::RepConv;

@@ -1,7 +1,9 @@
 use candle::{Result, Tensor};
 use candle_nn::VarBuilder;
 use effnetv2::EfficientNetV2;
-use rtdetr_decoder::{DecoderConfig, DecoderOutput, RtDetrDecoder};
+use rtdetr_decoder::{
+    CdnNoise, DecoderConfig, DecoderOutput, GroundTruth, RtDetrDecoder, TrainOutput,
+};
 use rtdetr_neck::{Neck, NeckConfig, NeckOutput};
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +112,37 @@ impl RtDetr {
         self.backbone.set_fused(fused)?;
         self.neck.set_fused(fused)?;
         self.decoder.set_fused(fused)
+    }
+
+    /// The training pass: batch-statistics batch norms, stochastic depth, and the decoder's
+    /// denoising queries built from `gt` with `noise` (see [`CdnNoise::sample`]).
+    ///
+    /// # Shapes
+    /// `images: [B, 3, H, W]` → boxes and logits `[L, B, num_dn + K, ·]`
+    pub fn forward_train(
+        &self,
+        images: &Tensor,
+        gt: &GroundTruth,
+        noise: &CdnNoise,
+    ) -> Result<TrainOutput> {
+        let (p3, p4, p5) = self.backbone_maps(images, true)?;
+        let neck = self.neck.forward_t(&p3, &p4, &p5, true)?;
+        self.decoder
+            .forward_train(&[neck.x3, neck.f4, neck.f5], gt, noise)
+    }
+
+    fn backbone_maps(&self, images: &Tensor, train: bool) -> Result<(Tensor, Tensor, Tensor)> {
+        let (_, c, h, w) = images.dims4()?;
+        if c != 3 || !h.is_multiple_of(32) || !w.is_multiple_of(32) || h == 0 || w == 0 {
+            candle::bail!(
+                "RT-DETR takes [B, 3, H, W] with H and W multiples of 32, got {:?}",
+                images.shape()
+            )
+        }
+        match self.backbone.forward_t(images, train)?.as_slice() {
+            [_, p3, p4, p5] => Ok((p3.clone(), p4.clone(), p5.clone())),
+            maps => candle::bail!("the backbone returned {} maps, expected 4", maps.len()),
+        }
     }
 
     /// # Shapes

@@ -7,6 +7,7 @@ use rtdetr_decoder::DecoderConfig;
 use rtdetr_neck::NeckConfig;
 
 /// The reduced detector's sizes, from the fixture's `config` metadata (gen_detector.py).
+#[allow(dead_code)]
 pub fn tiny_config(io: &Fixture) -> ModelConfig {
     let json: serde_json::Value = serde_json::from_str(io.meta("config").unwrap()).unwrap();
     let size = |k: &str| json[k].as_u64().unwrap() as usize;
