@@ -86,8 +86,12 @@ fn every_term_and_the_gradients_equal_the_reference() {
     let mut failures = Vec::new();
     for (name, value) in terms.named() {
         let want = fx.get(&format!("term.{name}")).unwrap().squeeze(0).unwrap();
-        if let Err(m) = check_close(&value, &want, Tol::Close, &name) {
-            failures.push(m.to_string());
+        match check_close(&value, &want, Tol::Close, &name) {
+            Ok(diff) => {
+                let w = want.to_scalar::<f32>().unwrap().abs() as f64;
+                eprintln!("{name}: relative error {:.1e}", diff / w.max(1e-12));
+            }
+            Err(m) => failures.push(m.to_string()),
         }
     }
     let total = terms.total().unwrap();
