@@ -8,6 +8,7 @@ mod info;
 mod names;
 mod output;
 mod sources;
+mod val;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Command {
     Bench(bench::Args),
     /// Print the layer table, parameter count and GFLOPs of a model variant.
     Info(info::Args),
+    /// Evaluate COCO results against a COCO ground truth (mAP50-95, mAP50, per-class AP).
+    Val(val::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Detect(args) => detect::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Info(args) => info::run(args),
+        Command::Val(args) => val::run(args),
     }
 }

@@ -12,6 +12,7 @@
 //! # Ok::<(), candle::Error>(())
 //! ```
 
+pub mod coco;
 mod flops;
 mod load;
 mod manifest;
