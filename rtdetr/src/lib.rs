@@ -19,6 +19,7 @@ mod manifest;
 mod model;
 pub mod postprocess;
 pub mod preprocess;
+pub mod train;
 mod variant;
 
 pub use flops::{gflops, thop_ops};

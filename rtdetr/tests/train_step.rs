@@ -9,6 +9,7 @@ use candle::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use detr_loss::{DetrLoss, Targets};
 use fixtures::{assert_close, check_close, Tol};
+use rtdetr::train::{clip_grad_norm, AdamW};
 use rtdetr::{ModelConfig, RtDetr};
 use rtdetr_decoder::{CdnNoise, DnMeta, GroundTruth};
 
@@ -149,8 +150,8 @@ fn loss_terms_and_weight_gradients_equal_the_reference() {
         }
     }
     let total = terms.total().unwrap();
-    let grads = total.backward().unwrap();
-    let vars = varmap.data().lock().unwrap();
+    let mut grads = total.backward().unwrap();
+    let vars = varmap.data().lock().unwrap().clone();
     let mut compared = 0;
     for (key, want) in fx.with_prefix("grad.") {
         let got = grads
@@ -162,5 +163,27 @@ fn loss_terms_and_weight_gradients_equal_the_reference() {
         }
     }
     assert!(compared >= 10, "{compared} weights compared");
+
+    // One AdamW step with the trainer's groups, after clipping at norm 10.
+    let lr: f64 = fx.meta("lr").unwrap().parse().unwrap();
+    let decay: f64 = fx.meta("weight_decay").unwrap().parse().unwrap();
+    let mut optimizer = AdamW::new(&varmap, lr, decay).unwrap();
+    let norm = clip_grad_norm(&mut grads, &optimizer.vars(), 10.0).unwrap();
+    let want_norm = fx.get("grad_norm").unwrap().to_vec1::<f32>().unwrap()[0] as f64;
+    assert!(
+        (norm - want_norm).abs() <= 1e-3 * want_norm,
+        "gradient norm {norm} vs {want_norm}"
+    );
+    optimizer.step(&grads).unwrap();
+    for (key, want) in fx.with_prefix("step.") {
+        if let Err(m) = check_close(
+            vars[&key].as_tensor(),
+            &want,
+            Tol::Parity,
+            &format!("{key} after one step"),
+        ) {
+            failures.push(m.to_string());
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
