@@ -1,5 +1,10 @@
-//! Training pieces with ultralytics' semantics: parameter groups, AdamW, gradient clipping.
+//! Training pieces with ultralytics' semantics: parameter groups, AdamW, gradient clipping, the
+//! learning-rate schedule with warm-up, and the EMA of the weights.
 
+mod ema;
 mod optim;
+mod schedule;
 
+pub use ema::Ema;
 pub use optim::{clip_grad_norm, param_group, AdamW, ParamGroup};
+pub use schedule::Schedule;
