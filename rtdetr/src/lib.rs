@@ -13,6 +13,7 @@
 //! ```
 
 pub mod coco;
+pub mod data;
 mod flops;
 mod load;
 mod manifest;

@@ -1,0 +1,217 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::data::{parse_labels, Label, Problem};
+
+/// File extensions of images.
+const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+
+/// One folder or list file, or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Split {
+    /// A folder of images or a `.txt` list of image paths.
+    One(String),
+    /// Several of them.
+    Many(Vec<String>),
+}
+
+/// Class names as a list or a mapping from index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum NameTable {
+    List(Vec<String>),
+    Map(BTreeMap<usize, String>),
+}
+
+/// An ultralytics `data.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataYaml {
+    /// Dataset root; relative to the yaml file when relative.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Training images.
+    pub train: Split,
+    /// Validation images.
+    pub val: Split,
+    /// Test images, if any.
+    #[serde(default)]
+    pub test: Option<Split>,
+    #[serde(default)]
+    names: Option<NameTable>,
+    /// Number of classes, when names are not given.
+    #[serde(default)]
+    pub nc: Option<usize>,
+}
+
+impl DataYaml {
+    /// Reads and parses a data.yaml, naming the file on error.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_yaml_ng::from_str(&text)
+            .map_err(|e| format!("{}: not a dataset yaml: {e}", path.display()))
+    }
+
+    /// Class names by index (numbers where only `nc` is given).
+    pub fn names(&self) -> Vec<String> {
+        match &self.names {
+            Some(NameTable::List(list)) => list.clone(),
+            Some(NameTable::Map(map)) => {
+                let n = map.keys().max().map_or(0, |m| m + 1);
+                (0..n)
+                    .map(|i| map.get(&i).cloned().unwrap_or_else(|| i.to_string()))
+                    .collect()
+            }
+            None => (0..self.nc.unwrap_or(0)).map(|i| i.to_string()).collect(),
+        }
+    }
+}
+
+/// `img2label_paths`: the label file of an image, `.../images/x.jpg` → `.../labels/x.txt`.
+pub fn label_path(image: &Path) -> PathBuf {
+    let s = image.to_string_lossy();
+    let sep = std::path::MAIN_SEPARATOR;
+    let (from, to) = (format!("{sep}images{sep}"), format!("{sep}labels{sep}"));
+    let replaced = match s.rfind(&from) {
+        Some(i) => format!("{}{}{}", &s[..i], to, &s[i + from.len()..]),
+        None => s.to_string(),
+    };
+    Path::new(&replaced).with_extension("txt")
+}
+
+/// An image and its boxes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The image file.
+    pub image: PathBuf,
+    /// Its boxes (none for a background image).
+    pub labels: Vec<Label>,
+}
+
+/// The usable images of one split, and what was wrong with the others.
+#[derive(Debug, Clone)]
+pub struct YoloDataset {
+    /// Images with valid labels (or none: background).
+    pub samples: Vec<Sample>,
+    /// Images skipped, missing files and bad label lines.
+    pub problems: Vec<Problem>,
+    /// Class names.
+    pub names: Vec<String>,
+}
+
+impl YoloDataset {
+    /// Loads split `train`, `val` or `test` of a data.yaml. Images whose label file has any bad
+    /// line are skipped (each problem reported with file and line), as ultralytics does.
+    pub fn from_yaml(yaml: &Path, split: &str) -> Result<Self, String> {
+        let data = DataYaml::read(yaml)?;
+        let names = data.names();
+        if names.is_empty() {
+            return Err(format!("{}: no `names` or `nc`", yaml.display()));
+        }
+        let base = yaml.parent().unwrap_or(Path::new("."));
+        let root = match &data.path {
+            Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+            Some(p) => base.join(p),
+            None => base.to_path_buf(),
+        };
+        let entries = match (split, &data.test) {
+            ("train", _) => &data.train,
+            ("val", _) => &data.val,
+            ("test", Some(t)) => t,
+            _ => return Err(format!("{}: no split {split:?}", yaml.display())),
+        };
+        let sources = match entries {
+            Split::One(s) => vec![s.clone()],
+            Split::Many(v) => v.clone(),
+        };
+        let mut problems = Vec::new();
+        let mut images = Vec::new();
+        for source in sources {
+            let path = root.join(&source);
+            if path.is_dir() {
+                collect_images(&path, &mut images)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            } else if path.is_file() {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                for (i, line) in text
+                    .lines()
+                    .map(str::trim)
+                    .enumerate()
+                    .filter(|(_, l)| !l.is_empty())
+                {
+                    let image = if Path::new(line).is_absolute() {
+                        PathBuf::from(line)
+                    } else {
+                        root.join(line)
+                    };
+                    if image.is_file() {
+                        images.push(image);
+                    } else {
+                        problems.push(Problem {
+                            path: path.clone(),
+                            line: Some(i + 1),
+                            message: format!("missing image {}", image.display()),
+                        });
+                    }
+                }
+            } else {
+                return Err(format!(
+                    "{}: {split} source {} does not exist",
+                    yaml.display(),
+                    path.display()
+                ));
+            }
+        }
+        let mut samples = Vec::with_capacity(images.len());
+        for image in images {
+            let labels_file = label_path(&image);
+            let text = match std::fs::read_to_string(&labels_file) {
+                Ok(t) => t,
+                Err(_) => String::new(),
+            };
+            let (labels, bad) = parse_labels(&labels_file, &text, names.len());
+            if bad.is_empty() {
+                samples.push(Sample { image, labels });
+            } else {
+                problems.extend(bad);
+                problems.push(Problem {
+                    path: image,
+                    line: None,
+                    message: "skipped: its labels have problems".into(),
+                });
+            }
+        }
+        Ok(Self {
+            samples,
+            problems,
+            names,
+        })
+    }
+
+    /// Images without boxes.
+    pub fn backgrounds(&self) -> usize {
+        self.samples.iter().filter(|s| s.labels.is_empty()).count()
+    }
+}
+
+fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_images(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
