@@ -170,7 +170,16 @@ impl YoloDataset {
             let labels_file = label_path(&image);
             let text = match std::fs::read_to_string(&labels_file) {
                 Ok(t) => t,
-                Err(_) => String::new(),
+                // No label file: a background image.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    problems.push(Problem {
+                        path: labels_file,
+                        line: None,
+                        message: format!("unreadable: {e}"),
+                    });
+                    continue;
+                }
             };
             let (labels, bad) = parse_labels(&labels_file, &text, names.len());
             if bad.is_empty() {
