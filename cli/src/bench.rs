@@ -65,9 +65,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => RtDetr::load(path, &dev, None, None)?,
         None => {
             let variant: Variant = args.variant.parse().map_err(anyhow::Error::msg)?;
+            let cfg = ModelConfig::new(variant, args.nc);
             let varmap = VarMap::new();
-            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-            let mut model = RtDetr::new(&ModelConfig::new(variant, args.nc), vb)?;
+            RtDetr::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+            // Plain tensors, as loaded weights are: variables would make every op record a graph.
+            let tensors = varmap
+                .data()
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned variable map"))?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+                .collect();
+            let mut model = RtDetr::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &dev))?;
             model.set_fused(true)?;
             model
         }

@@ -83,7 +83,12 @@ impl MultiheadAttention {
             let mask = blocked.where_cond(&neg_inf, &neg_inf.zeros_like()?)?;
             scores = scores.broadcast_add(&mask)?;
         }
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn = if scores.track_op() {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            // No gradient needed: the fused kernel (it has no backward).
+            candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?
+        };
         // [B, heads, Lq, dh] -> [B, Lq, dim]
         let ys = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, lq, dim))?;
         self.out_proj.forward(&ys)
