@@ -5,6 +5,8 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::geometry::cpu_slice;
+
 struct BiasAct {
     silu: bool,
     channels: usize,
@@ -104,16 +106,12 @@ impl CustomOp2 for BiasAct {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle::bail!("bias-act: operands must be contiguous")
-        };
         let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => {
-                CpuStorage::F32(kernel_f32(self, &x[a0..a1], &b[b0..b1]))
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(kernel_f32(self, cpu_slice(s1, l1)?, cpu_slice(s2, l2)?))
             }
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => {
-                CpuStorage::F64(kernel(self, &x[a0..a1], &b[b0..b1]))
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(kernel(self, cpu_slice(s1, l1)?, cpu_slice(s2, l2)?))
             }
             _ => candle::bail!(
                 "bias-act: unsupported dtypes {:?}, {:?}",

@@ -7,6 +7,8 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::geometry::{cpu_slice, Geometry};
+
 /// Depthwise convolution: `xs: [B, C, H, W]`, `weight: [C, 1, KH, KW]`, symmetric zero padding.
 ///
 /// Equal to `xs.conv2d(weight, padding, stride, 1, C)`. On the CPU it runs a direct kernel with
@@ -20,7 +22,7 @@ pub fn depthwise_conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let geometry = Geometry::new(xs, weight, stride, padding)?;
+    let geometry = geometry(xs, weight, stride, padding)?;
     if !xs.device().is_cpu() {
         return xs.conv2d(weight, padding, stride, 1, geometry.c);
     }
@@ -28,95 +30,34 @@ pub fn depthwise_conv2d(
         .apply_op2(&weight.contiguous()?, Forward(geometry))
 }
 
-/// Sizes of one depthwise convolution; every kernel below works plane by plane.
-#[derive(Debug, Clone, Copy)]
-struct Geometry {
-    b: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    stride: usize,
-    padding: usize,
+/// Checks a depthwise weight against its input.
+fn geometry(xs: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Geometry> {
+    let (wc, one, kh, kw) = weight.dims4()?;
+    if wc != xs.dim(1)? || one != 1 {
+        candle::bail!(
+            "depthwise conv: weight {:?} does not fit input {:?} (expected [{}, 1, KH, KW])",
+            weight.shape(),
+            xs.shape(),
+            xs.dim(1)?
+        )
+    }
+    Geometry::new(xs.dims4()?, (kh, kw), stride, padding, "depthwise conv")
 }
 
-impl Geometry {
-    fn new(xs: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Self> {
-        let (b, c, h, w) = xs.dims4()?;
-        let (wc, one, kh, kw) = weight.dims4()?;
-        if wc != c || one != 1 {
-            candle::bail!(
-                "depthwise conv: weight {:?} does not fit input {:?} (expected [{c}, 1, KH, KW])",
-                weight.shape(),
-                xs.shape()
-            )
-        }
-        if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
-            candle::bail!(
-                "depthwise conv: input {:?} too small for kernel {kh}×{kw}, padding {padding}, stride {stride}",
-                xs.shape()
-            )
-        }
-        let oh = (h + 2 * padding - kh) / stride + 1;
-        let ow = (w + 2 * padding - kw) / stride + 1;
-        Ok(Self {
-            b,
-            c,
-            h,
-            w,
-            kh,
-            kw,
-            oh,
-            ow,
-            stride,
-            padding,
-        })
-    }
-
-    /// Input row of output row `o` under kernel row `k`, if inside the image.
-    fn input_index(&self, o: usize, k: usize, size: usize) -> Option<usize> {
-        (o * self.stride + k)
-            .checked_sub(self.padding)
-            .filter(|&i| i < size)
-    }
-
-    /// Output columns `lo..hi` whose input column `ox·stride + kx − padding` lies in `0..w`.
-    fn output_cols(&self, kx: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.padding);
-        let lo = if p > kx { (p - kx).div_ceil(s) } else { 0 };
-        let hi = if self.w + p > kx {
-            ((self.w + p - kx - 1) / s + 1).min(self.ow)
-        } else {
-            0
-        };
-        (lo, hi.max(lo))
-    }
-
-    fn plane(&self) -> usize {
-        self.h * self.w
-    }
-
-    fn out_plane(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    fn taps(&self) -> usize {
-        self.kh * self.kw
-    }
-
-    /// Calls `f(oy, iy, ky, kx, (lo, hi))` for every valid tap, in a fixed order.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize, usize, (usize, usize))) {
-        for oy in 0..self.oh {
-            for ky in 0..self.kh {
-                let Some(iy) = self.input_index(oy, ky, self.h) else {
-                    continue;
-                };
-                for kx in 0..self.kw {
-                    f(oy, iy, ky, kx, self.output_cols(kx));
-                }
+/// Calls `f(oy, iy, ky, kx, (lo, hi))` for every tap of the kernel that falls inside the input,
+/// `lo..hi` being the output columns it reaches, in a fixed order.
+fn for_each_tap(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, (usize, usize))) {
+    for oy in 0..g.oh {
+        for ky in 0..g.kh {
+            let Some(iy) = (oy * g.stride + ky)
+                .checked_sub(g.padding)
+                .filter(|&i| i < g.h)
+            else {
+                continue;
+            };
+            for kx in 0..g.kw {
+                let (lo, hi, _) = g.valid(kx, g.w, g.ow);
+                f(oy, iy, ky, kx, (lo, hi));
             }
         }
     }
@@ -180,7 +121,7 @@ fn forward_kernel<T: WithDType>(g: &Geometry, xs: &[T], weight: &[T]) -> Vec<T> 
         .for_each(|(plane, out)| {
             let xs = &xs[plane * g.plane()..][..g.plane()];
             let taps = &weight[(plane % g.c) * g.taps()..][..g.taps()];
-            g.for_each_tap(|oy, iy, ky, kx, (lo, hi)| {
+            for_each_tap(g, |oy, iy, ky, kx, (lo, hi)| {
                 let first = lo * g.stride + kx - g.padding;
                 let row = &xs[iy * g.w..][first..g.w];
                 axpy(
@@ -202,7 +143,7 @@ fn grad_input_kernel<T: WithDType>(g: &Geometry, grad: &[T], weight: &[T]) -> Ve
         .for_each(|(plane, grad_xs)| {
             let grad = &grad[plane * g.out_plane()..][..g.out_plane()];
             let taps = &weight[(plane % g.c) * g.taps()..][..g.taps()];
-            g.for_each_tap(|oy, iy, ky, kx, (lo, hi)| {
+            for_each_tap(g, |oy, iy, ky, kx, (lo, hi)| {
                 let first = lo * g.stride + kx - g.padding;
                 let row = &mut grad_xs[iy * g.w..][first..g.w];
                 scatter_axpy(
@@ -226,7 +167,7 @@ fn grad_weight_kernel<T: WithDType>(g: &Geometry, xs: &[T], grad: &[T]) -> Vec<T
                 let plane = batch * g.c + channel;
                 let xs = &xs[plane * g.plane()..][..g.plane()];
                 let grad = &grad[plane * g.out_plane()..][..g.out_plane()];
-                g.for_each_tap(|oy, iy, ky, kx, (lo, hi)| {
+                for_each_tap(g, |oy, iy, ky, kx, (lo, hi)| {
                     let first = lo * g.stride + kx - g.padding;
                     let row = &xs[iy * g.w..][first..g.w];
                     grad_w[ky * g.kw + kx] += dot(&grad[oy * g.ow..][lo..hi], row, g.stride);
@@ -236,26 +177,19 @@ fn grad_weight_kernel<T: WithDType>(g: &Geometry, xs: &[T], grad: &[T]) -> Vec<T
     grad_w
 }
 
-fn contiguous<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => candle::bail!("depthwise conv: operands must be contiguous"),
-    }
-}
-
 /// Runs `kernel` on the two operands for each supported float type.
 macro_rules! dispatch {
     ($kernel:ident, $g:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr) => {
         match ($s1, $s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32($kernel::<f32>(
                 $g,
-                contiguous($s1, $l1)?,
-                contiguous($s2, $l2)?,
+                cpu_slice($s1, $l1)?,
+                cpu_slice($s2, $l2)?,
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64($kernel::<f64>(
                 $g,
-                contiguous($s1, $l1)?,
-                contiguous($s2, $l2)?,
+                cpu_slice($s1, $l1)?,
+                cpu_slice($s2, $l2)?,
             )),
             _ => candle::bail!(
                 "depthwise conv: unsupported dtypes {:?}, {:?} (f32 or f64)",

@@ -10,42 +10,20 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-/// Sizes of one unfold.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Unfold {
-    b: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    stride: usize,
-    padding: usize,
-}
+use crate::geometry::{cpu_slice, Geometry};
 
-impl Unfold {
+/// The unfold of one convolution.
+type Unfold = Geometry;
+
+impl Geometry {
+    /// Rows of the unfolded matrix, `C·KH·KW`.
     fn rows(&self) -> usize {
-        self.c * self.kh * self.kw
+        self.c * self.taps()
     }
 
+    /// Columns of the unfolded matrix, `OH·OW`.
     fn cols(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    /// For kernel offset `k` along an axis of `size` input pixels: the output range whose input
-    /// index `o·stride + k − padding` is inside, and that index for the range's first output.
-    fn valid(&self, k: usize, size: usize, out: usize) -> (usize, usize, usize) {
-        let (s, p) = (self.stride, self.padding);
-        let lo = if p > k { (p - k).div_ceil(s) } else { 0 };
-        let hi = if size + p > k {
-            ((size + p - k - 1) / s + 1).min(out)
-        } else {
-            0
-        };
-        let hi = hi.max(lo);
-        (lo, hi, (lo * s + k).saturating_sub(p))
+        self.out_plane()
     }
 }
 
@@ -113,12 +91,9 @@ fn fold<T: WithDType>(g: &Unfold, cols: &[T]) -> Vec<T> {
 
 macro_rules! run {
     ($kernel:ident, $g:expr, $s:expr, $l:expr) => {{
-        let Some((start, end)) = $l.contiguous_offsets() else {
-            candle::bail!("im2col: operand must be contiguous")
-        };
         match $s {
-            CpuStorage::F32(v) => CpuStorage::F32($kernel($g, &v[start..end])),
-            CpuStorage::F64(v) => CpuStorage::F64($kernel($g, &v[start..end])),
+            CpuStorage::F32(_) => CpuStorage::F32($kernel($g, cpu_slice::<f32>($s, $l)?)),
+            CpuStorage::F64(_) => CpuStorage::F64($kernel($g, cpu_slice::<f64>($s, $l)?)),
             s => candle::bail!("im2col: unsupported dtype {:?} (f32 or f64)", s.dtype()),
         }
     }};
@@ -279,29 +254,16 @@ pub fn conv2d_im2col(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let (b, c, h, w) = xs.dims4()?;
     let (o, wc, kh, kw) = weight.dims4()?;
-    if wc != c || stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
+    if wc != xs.dim(1)? {
         candle::bail!(
-            "conv2d: weight {:?} with stride {stride}, padding {padding} does not fit input {:?}",
+            "conv2d: weight {:?} does not fit input {:?}",
             weight.shape(),
             xs.shape()
         )
     }
-    let oh = (h + 2 * padding - kh) / stride + 1;
-    let ow = (w + 2 * padding - kw) / stride + 1;
-    let g = Unfold {
-        b,
-        c,
-        h,
-        w,
-        kh,
-        kw,
-        oh,
-        ow,
-        stride,
-        padding,
-    };
+    let g = Geometry::new(xs.dims4()?, (kh, kw), stride, padding, "conv2d")?;
+    let (b, oh, ow) = (g.b, g.oh, g.ow);
     if xs.dtype() == candle::DType::F32 && weight.dtype() == candle::DType::F32 {
         let op = ConvGemm { g, out_channels: o };
         return xs.contiguous()?.apply_op2(&weight.contiguous()?, op);

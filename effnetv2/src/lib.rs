@@ -23,6 +23,7 @@ mod bias_act;
 mod config;
 mod conv_bn_act;
 mod depthwise;
+mod geometry;
 mod im2col;
 mod mbconv;
 mod model;
