@@ -6,5 +6,5 @@ mod optim;
 mod schedule;
 
 pub use ema::Ema;
-pub use optim::{clip_grad_norm, param_group, AdamW, ParamGroup};
+pub use optim::{clip_grad_norm, gradients, param_group, AdamW, ParamGroup};
 pub use schedule::Schedule;

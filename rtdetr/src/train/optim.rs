@@ -25,26 +25,27 @@ pub fn param_group(name: &str, rank: usize) -> ParamGroup {
     }
 }
 
+/// The gradients of `vars` in `grads`, in order.
+pub fn gradients(grads: &GradStore, vars: &[Var]) -> Vec<Option<Tensor>> {
+    vars.iter().map(|v| grads.get(v).cloned()).collect()
+}
+
 /// `torch.nn.utils.clip_grad_norm_`: scales every gradient by `max_norm / (‖g‖ + 1e-6)` when that
 /// is below 1, and returns the total 2-norm before clipping.
-pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
     let mut sum = 0f64;
-    for var in vars {
-        if let Some(g) = grads.get(var) {
-            sum += g
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
-        }
+    for g in grads.iter().flatten() {
+        sum += g
+            .to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
     }
     let norm = sum.sqrt();
     let coef = (max_norm / (norm + 1e-6)).min(1.0);
     if coef < 1.0 {
-        for var in vars {
-            if let Some(g) = grads.remove(var) {
-                grads.insert(var, (g * coef)?);
-            }
+        for g in grads.iter_mut().flatten() {
+            *g = (&*g * coef)?;
         }
     }
     Ok(norm)
@@ -126,15 +127,55 @@ impl AdamW {
         self.step
     }
 
-    /// One update from `grads`; variables without a gradient are left as they are (their moments
-    /// too), as PyTorch skips parameters whose `.grad` is None.
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+    /// The moments by parameter name (`adam.m.<name>`, `adam.v.<name>`), to save a run.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.slots
+            .iter()
+            .flat_map(|s| {
+                [
+                    (format!("adam.m.{}", s.name), s.exp_avg.clone()),
+                    (format!("adam.v.{}", s.name), s.exp_avg_sq.clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// Restores the moments saved by [`AdamW::state`] and the step count.
+    pub fn restore(
+        &mut self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        steps: u64,
+    ) -> Result<()> {
+        for slot in &mut self.slots {
+            let get = |k: String| {
+                tensors
+                    .get(&k)
+                    .cloned()
+                    .ok_or_else(|| candle::Error::Msg(format!("optimizer state lacks {k}")))
+            };
+            slot.exp_avg = get(format!("adam.m.{}", slot.name))?;
+            slot.exp_avg_sq = get(format!("adam.v.{}", slot.name))?;
+        }
+        self.step = steps;
+        Ok(())
+    }
+
+    /// One update from `grads` (aligned with [`AdamW::vars`]); variables without a gradient are
+    /// left as they are (their moments too), as PyTorch skips parameters whose `.grad` is None.
+    pub fn step(&mut self, grads: &[Option<Tensor>]) -> Result<()> {
+        if grads.len() != self.slots.len() {
+            candle::bail!(
+                "AdamW: {} gradients for {} parameters",
+                grads.len(),
+                self.slots.len()
+            )
+        }
         self.step += 1;
         let (b1, b2) = self.betas;
         let bias1 = 1.0 - b1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
-        for slot in &mut self.slots {
-            let Some(grad) = grads.get(&slot.var) else {
+        for (slot, grad) in self.slots.iter_mut().zip(grads) {
+            let Some(grad) = grad else {
                 continue;
             };
             let lr = self.lr[slot.group as usize];
