@@ -12,6 +12,7 @@
 //! # Ok::<(), candle::Error>(())
 //! ```
 
+pub mod checkpoint;
 pub mod coco;
 pub mod data;
 mod flops;

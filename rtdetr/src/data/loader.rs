@@ -1,0 +1,101 @@
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use candle::{Device, Tensor};
+use rayon::prelude::*;
+
+use crate::data::{augment, Augment, Label, Sample};
+use crate::preprocess;
+
+/// A training batch: images stretched to the training size, their boxes, and where they came from.
+#[derive(Debug)]
+pub struct Batch {
+    /// `[B, 3, S, S]`, RGB in [0, 1].
+    pub images: Tensor,
+    /// Boxes of every image in order (normalised cxcywh).
+    pub labels: Vec<Vec<Label>>,
+    /// The image files.
+    pub paths: Vec<PathBuf>,
+    /// Original `(height, width)` of each image.
+    pub sizes: Vec<(usize, usize)>,
+}
+
+/// Decodes an image, stretches it to `size × size` (cv2-exact) and applies `aug` with draws from
+/// the SplitMix64 stream of `seed`.
+pub fn load_sample(
+    sample: &Sample,
+    size: usize,
+    aug: Option<(&Augment, u64)>,
+) -> Result<(Vec<u8>, Vec<Label>, (usize, usize)), String> {
+    let img = image::open(&sample.image)
+        .map_err(|e| format!("{}: cannot read image: {e}", sample.image.display()))?
+        .to_rgb8();
+    let (h, w) = (img.height() as usize, img.width() as usize);
+    let mut pixels = preprocess::resize_linear(img.as_raw(), (h, w, 3), (size, size));
+    let mut labels = sample.labels.clone();
+    if let Some((aug, seed)) = aug {
+        let rng = effnetv2::DropPathRng::new(seed);
+        augment(&mut pixels, size, &mut labels, aug, || rng.uniform() as f32);
+    }
+    Ok((pixels, labels, (h, w)))
+}
+
+/// Stable 64-bit mix of several values, for per-step seeds.
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let rng = effnetv2::DropPathRng::new(0x5eed);
+    for &p in parts {
+        rng.set_state(rng.state() ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        rng.uniform();
+    }
+    rng.state()
+}
+
+/// The batches of one epoch in `order`, decoded on a background thread (images of a batch in
+/// parallel) and handed over through a two-batch queue, so the model does not wait on decoding.
+pub fn spawn_epoch(
+    samples: Arc<Vec<Sample>>,
+    order: Vec<usize>,
+    batch: usize,
+    size: usize,
+    aug: Option<Augment>,
+    seed: u64,
+    device: Device,
+) -> Receiver<Result<Batch, String>> {
+    let (tx, rx) = sync_channel(2);
+    std::thread::spawn(move || {
+        for (bi, chunk) in order.chunks(batch).enumerate() {
+            let loaded: Vec<Result<_, String>> = chunk
+                .par_iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    let aug = aug
+                        .as_ref()
+                        .map(|a| (a, mix_seed(&[seed, bi as u64, j as u64])));
+                    load_sample(&samples[i], size, aug)
+                })
+                .collect();
+            let result = loaded
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|items| {
+                    let raw: Vec<(&[u8], usize, usize)> = items
+                        .iter()
+                        .map(|(p, _, _)| (p.as_slice(), size, size))
+                        .collect();
+                    let images =
+                        preprocess::to_batch(&raw, size, &device).map_err(|e| e.to_string())?;
+                    Ok(Batch {
+                        images,
+                        labels: items.iter().map(|(_, l, _)| l.clone()).collect(),
+                        paths: chunk.iter().map(|&i| samples[i].image.clone()).collect(),
+                        sizes: items.iter().map(|(_, _, s)| *s).collect(),
+                    })
+                });
+            if tx.send(result).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
