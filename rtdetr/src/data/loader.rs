@@ -21,13 +21,24 @@ pub struct Batch {
     pub sizes: Vec<(usize, usize)>,
 }
 
+/// One decoded, stretched and augmented training image.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// RGB pixels of `size × size`.
+    pub pixels: Vec<u8>,
+    /// Its boxes after augmentation.
+    pub labels: Vec<Label>,
+    /// Original `(height, width)`.
+    pub original: (usize, usize),
+}
+
 /// Decodes an image, stretches it to `size × size` (cv2-exact) and applies `aug` with draws from
 /// the SplitMix64 stream of `seed`.
 pub fn load_sample(
     sample: &Sample,
     size: usize,
     aug: Option<(&Augment, u64)>,
-) -> Result<(Vec<u8>, Vec<Label>, (usize, usize)), String> {
+) -> Result<Loaded, String> {
     let img = image::open(&sample.image)
         .map_err(|e| format!("{}: cannot read image: {e}", sample.image.display()))?
         .to_rgb8();
@@ -38,7 +49,11 @@ pub fn load_sample(
         let rng = effnetv2::DropPathRng::new(seed);
         augment(&mut pixels, size, &mut labels, aug, || rng.uniform() as f32);
     }
-    Ok((pixels, labels, (h, w)))
+    Ok(Loaded {
+        pixels,
+        labels,
+        original: (h, w),
+    })
 }
 
 /// Stable 64-bit mix of several values, for per-step seeds.
@@ -87,9 +102,9 @@ pub fn spawn_epoch(
                         preprocess::to_batch(&raw, size, &device).map_err(|e| e.to_string())?;
                     Ok(Batch {
                         images,
-                        labels: items.iter().map(|(_, l, _)| l.clone()).collect(),
+                        labels: items.iter().map(|l| l.labels.clone()).collect(),
                         paths: chunk.iter().map(|&i| samples[i].image.clone()).collect(),
-                        sizes: items.iter().map(|(_, _, s)| *s).collect(),
+                        sizes: items.iter().map(|l| l.original).collect(),
                     })
                 });
             if tx.send(result).is_err() {

@@ -8,5 +8,5 @@ mod yolo;
 
 pub use augment::{augment, Augment};
 pub use labels::{parse_labels, Label, Problem};
-pub use loader::{load_sample, mix_seed, spawn_epoch, Batch};
+pub use loader::{load_sample, mix_seed, spawn_epoch, Batch, Loaded};
 pub use yolo::{label_path, DataYaml, Sample, Split, YoloDataset};
