@@ -96,7 +96,7 @@ pub fn spawn_epoch(
                 .and_then(|items| {
                     let raw: Vec<(&[u8], usize, usize)> = items
                         .iter()
-                        .map(|(p, _, _)| (p.as_slice(), size, size))
+                        .map(|l| (l.pixels.as_slice(), size, size))
                         .collect();
                     let images =
                         preprocess::to_batch(&raw, size, &device).map_err(|e| e.to_string())?;
