@@ -4,9 +4,11 @@
 mod augment;
 mod labels;
 mod loader;
+mod synthetic;
 mod yolo;
 
 pub use augment::{augment, Augment};
 pub use labels::{parse_labels, Label, Problem};
 pub use loader::{load_sample, mix_seed, spawn_epoch, Batch, Loaded};
+pub use synthetic::write_dataset;
 pub use yolo::{label_path, DataYaml, Sample, Split, YoloDataset};

@@ -2,9 +2,13 @@
 //! learning-rate schedule with warm-up, and the EMA of the weights.
 
 mod ema;
+mod init;
 mod optim;
 mod schedule;
+mod trainer;
 
 pub use ema::Ema;
+pub use init::initialize;
 pub use optim::{clip_grad_norm, gradients, param_group, AdamW, ParamGroup};
 pub use schedule::Schedule;
+pub use trainer::{AugmentConfig, EpochStats, TrainConfig, Trainer};
