@@ -1,6 +1,7 @@
 //! `rtdetr`: one binary for RT-DETR with an EfficientNetV2 backbone.
 
 mod bench;
+mod demo;
 mod detect;
 mod device;
 mod draw;
@@ -8,6 +9,7 @@ mod info;
 mod names;
 mod output;
 mod sources;
+mod train;
 mod val;
 
 use clap::{Parser, Subcommand};
@@ -22,8 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole job offline on a built-in default: a synthetic dataset, a short training run of
+    /// a small detector, validation and detection.
+    Demo(demo::Args),
     /// Detect objects in images.
     Detect(detect::Args),
+    /// Train (or fine-tune) on a YOLO-format dataset.
+    Train(train::Args),
     /// Time the detector's forward pass on random input.
     Bench(bench::Args),
     /// Print the layer table, parameter count and GFLOPs of a model variant.
@@ -33,8 +40,21 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    dispatch(Cli::parse())
+}
+
+/// Runs a command line given as words (after the program name).
+fn run_args(args: Vec<String>) -> anyhow::Result<()> {
+    dispatch(Cli::try_parse_from(
+        std::iter::once("rtdetr".to_string()).chain(args),
+    )?)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Train(args) => train::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Info(args) => info::run(args),
         Command::Val(args) => val::run(args),

@@ -7,15 +7,31 @@ use serde::Serialize;
 
 use crate::output;
 
-/// Arguments of `rtdetr val`.
+/// Arguments of `rtdetr val`: either a model on a dataset (`--weights` and `--data`), or a COCO
+/// results file against a COCO ground truth (`--gt` and `--predictions`).
 #[derive(clap::Args)]
 pub struct Args {
+    /// Weights to evaluate on the dataset's val split.
+    #[arg(long, requires = "data", conflicts_with_all = ["gt", "predictions"])]
+    weights: Option<PathBuf>,
+    /// Dataset: an ultralytics data.yaml.
+    #[arg(long, requires = "weights")]
+    data: Option<PathBuf>,
+    /// Validation size (a multiple of 32).
+    #[arg(long, default_value_t = 640)]
+    imgsz: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// COCO ground truth (`instances_*.json`).
-    #[arg(long)]
-    gt: PathBuf,
+    #[arg(long, requires = "predictions")]
+    gt: Option<PathBuf>,
     /// COCO results to evaluate (`[{image_id, category_id, bbox, score}]`, e.g. from `detect --save-coco`).
-    #[arg(long)]
-    predictions: PathBuf,
+    #[arg(long, requires = "gt")]
+    predictions: Option<PathBuf>,
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -59,12 +75,52 @@ const NAMES: [&str; 12] = [
     "AR @[IoU=0.50:0.95 | area= large | maxDets=100]",
 ];
 
-/// Evaluates a COCO results file against a COCO ground truth, as pycocotools' COCOeval (bbox).
+/// Evaluates a model on a dataset's val split, or a COCO results file against a COCO ground
+/// truth, as pycocotools' COCOeval (bbox).
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let gt: Dataset = read_json(&args.gt, "instances")?;
-    let dts: Vec<Detection> = read_json(&args.predictions, "results")?;
-    let summary =
-        evaluate(&gt, &dts).map_err(|e| anyhow::anyhow!("{}: {e}", args.predictions.display()))?;
+    let (gt, summary) = match (&args.weights, &args.data, &args.gt, &args.predictions) {
+        (Some(weights), Some(data), _, _) => {
+            let dev = crate::device::parse(&args.device)?;
+            let val =
+                rtdetr::data::YoloDataset::from_yaml(data, "val").map_err(anyhow::Error::msg)?;
+            for problem in &val.problems {
+                eprintln!("warning: {problem}");
+            }
+            let model = rtdetr::RtDetr::load(weights, &dev, None, Some(val.names.len()))?;
+            let summary = rtdetr::train::evaluate(
+                &model,
+                &val.samples,
+                &val.names,
+                args.imgsz,
+                args.batch,
+                &dev,
+            )?;
+            let categories = val
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| rtdetr::coco::Category {
+                    id: i as u64,
+                    name: n.clone(),
+                })
+                .collect();
+            (
+                Dataset {
+                    categories,
+                    ..Dataset::default()
+                },
+                summary,
+            )
+        }
+        (_, _, Some(gt_path), Some(predictions)) => {
+            let gt: Dataset = read_json(gt_path, "instances")?;
+            let dts: Vec<Detection> = read_json(predictions, "results")?;
+            let summary = evaluate(&gt, &dts)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", predictions.display()))?;
+            (gt, summary)
+        }
+        _ => anyhow::bail!("give --weights and --data, or --gt and --predictions"),
+    };
     let name_of = |id: u64| {
         gt.categories
             .iter()

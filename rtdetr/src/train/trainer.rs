@@ -105,6 +105,8 @@ struct RunState {
     ema_updates: u64,
     best_fitness: f64,
     history: Vec<EpochStats>,
+    #[serde(default)]
+    notes: std::collections::BTreeMap<String, String>,
 }
 
 /// A training run: model, optimizer, EMA and data, writing into `save_dir`.
@@ -195,6 +197,7 @@ impl Trainer {
             ema_updates: 0,
             best_fitness: f64::NEG_INFINITY,
             history: vec![],
+            notes: Default::default(),
         };
         Ok(Self {
             varmap,
@@ -277,6 +280,16 @@ impl Trainer {
     /// Per-epoch results so far.
     pub fn history(&self) -> &[EpochStats] {
         &self.state.history
+    }
+
+    /// The output folder.
+    pub fn save_dir(&self) -> &Path {
+        &self.save_dir
+    }
+
+    /// A string recorded in the checkpoints' metadata (e.g. `data`, the dataset yaml to resume with).
+    pub fn set_note(&mut self, key: &str, value: &str) {
+        self.state.notes.insert(key.to_string(), value.to_string());
     }
 
     /// The run's configuration.
@@ -441,83 +454,24 @@ impl Trainer {
 
     /// mAP of the EMA weights on the validation images (conf 0.001, as ultralytics validates).
     pub fn validate(&self) -> Result<Summary> {
-        let model = self.ema_model()?;
         let cfg = &self.state.train;
-        let mut gt = coco::Dataset {
-            categories: self
-                .state
-                .names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| coco::Category {
-                    id: i as u64,
-                    name: n.clone(),
-                })
-                .collect(),
-            ..coco::Dataset::default()
-        };
-        let mut detections = Vec::new();
-        for (chunk_index, chunk) in self.val.chunks(cfg.batch.max(1)).enumerate() {
-            let loaded: Vec<_> = chunk
-                .iter()
-                .map(|s| crate::data::load_sample(s, cfg.imgsz, None).map_err(error))
-                .collect::<Result<_>>()?;
-            let raw: Vec<(&[u8], usize, usize)> = loaded
-                .iter()
-                .map(|l| (l.pixels.as_slice(), cfg.imgsz, cfg.imgsz))
-                .collect();
-            let images = preprocess::to_batch(&raw, cfg.imgsz, &self.device)?;
-            let rows = model.forward_t(&images, false)?.decoder.detections;
-            let sizes: Vec<(usize, usize)> = loaded.iter().map(|l| l.original).collect();
-            let filter = Filter {
-                conf: 0.001,
-                max_det: 300,
-                classes: None,
-            };
-            for (j, (dets, l)) in postprocess(&rows, &sizes, &filter)?
-                .into_iter()
-                .zip(&loaded)
-                .enumerate()
-            {
-                let id = (chunk_index * cfg.batch + j) as u64 + 1;
-                let (h, w) = (l.original.0 as f64, l.original.1 as f64);
-                gt.images.push(coco::Image {
-                    id,
-                    file_name: String::new(),
-                    width: w as u32,
-                    height: h as u32,
-                });
-                for label in &chunk[j].labels {
-                    let [cx, cy, bw, bh] = label.bbox.map(f64::from);
-                    let bbox = [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, bw * w, bh * h];
-                    let area = bbox[2] * bbox[3];
-                    let next = gt.annotations.len() as u64 + 1;
-                    gt.annotations.push(coco::Annotation {
-                        id: next,
-                        image_id: id,
-                        category_id: label.class as u64,
-                        bbox,
-                        area: Some(area),
-                        iscrowd: 0,
-                    });
-                }
-                detections.extend(dets.iter().map(|d| coco::Detection {
-                    image_id: id,
-                    category_id: d.class_id as u64,
-                    bbox: [
-                        d.bbox[0] as f64,
-                        d.bbox[1] as f64,
-                        (d.bbox[2] - d.bbox[0]) as f64,
-                        (d.bbox[3] - d.bbox[1]) as f64,
-                    ],
-                    score: d.score as f64,
-                }));
-            }
-        }
-        coco::evaluate(&gt, &detections).map_err(error)
+        evaluate(
+            &self.ema_model()?,
+            &self.val,
+            &self.state.names,
+            cfg.imgsz,
+            cfg.batch,
+            &self.device,
+        )
     }
 
     fn metadata(&self, epoch: usize) -> HashMap<String, String> {
+        let mut meta = self.base_metadata(epoch);
+        meta.extend(self.state.notes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        meta
+    }
+
+    fn base_metadata(&self, epoch: usize) -> HashMap<String, String> {
         let names: HashMap<String, &String> = self
             .state
             .names
@@ -608,4 +562,89 @@ impl Trainer {
             .and_then(|()| std::fs::rename(&tmp, self.save_dir.join("results.csv")))
             .map_err(io)
     }
+}
+
+/// mAP of `model` on `samples` (images stretched to `imgsz`, predictions at conf 0.001 and up to
+/// 300 per image, boxes in original pixels), with the COCO evaluator.
+pub fn evaluate(
+    model: &RtDetr,
+    samples: &[Sample],
+    names: &[String],
+    imgsz: usize,
+    batch: usize,
+    device: &Device,
+) -> Result<Summary> {
+    let mut gt = coco::Dataset {
+        categories: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| coco::Category {
+                id: i as u64,
+                name: n.clone(),
+            })
+            .collect(),
+        ..coco::Dataset::default()
+    };
+    let mut detections = Vec::new();
+    let filter = Filter {
+        conf: 0.001,
+        max_det: 300,
+        classes: None,
+    };
+    for chunk in samples.chunks(batch.max(1)) {
+        let loaded: Vec<_> = chunk
+            .iter()
+            .map(|s| crate::data::load_sample(s, imgsz, None).map_err(error))
+            .collect::<Result<_>>()?;
+        let raw: Vec<(&[u8], usize, usize)> = loaded
+            .iter()
+            .map(|l| (l.pixels.as_slice(), imgsz, imgsz))
+            .collect();
+        let images = preprocess::to_batch(&raw, imgsz, device)?;
+        let rows = model
+            .forward_t(&images, false)?
+            .decoder
+            .detections
+            .to_device(&Device::Cpu)?;
+        let sizes: Vec<(usize, usize)> = loaded.iter().map(|l| l.original).collect();
+        for ((dets, l), sample) in postprocess(&rows, &sizes, &filter)?
+            .into_iter()
+            .zip(&loaded)
+            .zip(chunk)
+        {
+            let id = gt.images.len() as u64 + 1;
+            let (h, w) = (l.original.0 as f64, l.original.1 as f64);
+            gt.images.push(coco::Image {
+                id,
+                file_name: sample.image.display().to_string(),
+                width: w as u32,
+                height: h as u32,
+            });
+            for label in &sample.labels {
+                let [cx, cy, bw, bh] = label.bbox.map(f64::from);
+                let bbox = [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, bw * w, bh * h];
+                let ann = coco::Annotation {
+                    id: gt.annotations.len() as u64 + 1,
+                    image_id: id,
+                    category_id: label.class as u64,
+                    bbox,
+                    area: Some(bbox[2] * bbox[3]),
+                    iscrowd: 0,
+                };
+                gt.annotations.push(ann);
+            }
+            detections.extend(dets.iter().map(|d| coco::Detection {
+                image_id: id,
+                category_id: d.class_id as u64,
+                bbox: [
+                    d.bbox[0] as f64,
+                    d.bbox[1] as f64,
+                    (d.bbox[2] - d.bbox[0]) as f64,
+                    (d.bbox[3] - d.bbox[1]) as f64,
+                ],
+                score: d.score as f64,
+            }));
+        }
+    }
+    coco::evaluate(&gt, &detections).map_err(error)
 }

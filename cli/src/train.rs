@@ -1,0 +1,203 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use rtdetr::data::YoloDataset;
+use rtdetr::train::{AugmentConfig, TrainConfig, Trainer};
+use rtdetr::{ModelConfig, Variant};
+
+use crate::device;
+
+/// Arguments of `rtdetr train`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Dataset: an ultralytics data.yaml (YOLO labels beside the images).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Model variant: s, m, l or xl.
+    #[arg(long, default_value = "s", value_parser = clap::builder::PossibleValuesParser::new(["s", "m", "l", "xl"]))]
+    variant: String,
+    /// A model configuration (JSON `ModelConfig`) instead of a variant, e.g. a small one for CPU.
+    #[arg(long)]
+    model_config: Option<PathBuf>,
+    /// Initial weights: a converted checkpoint, or a backbone under `model.0.` (from scratch when absent).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Epochs.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Images per batch (gradients are accumulated to 64).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Training and validation size (a multiple of 32).
+    #[arg(long, default_value_t = 640)]
+    imgsz: usize,
+    /// Initial learning rate (default 'auto': 0.002·5/(4+nc)).
+    #[arg(long)]
+    lr0: Option<f64>,
+    /// Cosine learning-rate decay instead of linear.
+    #[arg(long)]
+    cos_lr: bool,
+    /// Warm-up epochs.
+    #[arg(long, default_value_t = 3.0)]
+    warmup_epochs: f64,
+    /// Seed of initialisation, data order, augmentation and denoising noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// No augmentation (HSV jitter and horizontal flip otherwise).
+    #[arg(long)]
+    no_augment: bool,
+    /// Output folder (default runs/train/expN, the first N free).
+    #[arg(long)]
+    save_dir: Option<PathBuf>,
+    /// Continue the run in this folder from its last completed epoch.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn next_run_dir() -> PathBuf {
+    let base = Path::new("runs").join("train");
+    (1..)
+        .map(|n| {
+            base.join(if n == 1 {
+                "exp".to_string()
+            } else {
+                format!("exp{n}")
+            })
+        })
+        .find(|p| !p.exists())
+        .unwrap_or(base)
+}
+
+fn report(data: &YoloDataset, split: &str) {
+    for problem in &data.problems {
+        eprintln!("warning: {problem}");
+    }
+    let boxes: usize = data.samples.iter().map(|s| s.labels.len()).sum();
+    eprintln!(
+        "{split}: {} images ({} backgrounds), {boxes} boxes, {} problems",
+        data.samples.len(),
+        data.backgrounds(),
+        data.problems.len()
+    );
+}
+
+/// Trains (or resumes) a detector and validates it after every epoch.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dev = device::parse(&args.device)?;
+    let mut trainer = match &args.resume {
+        Some(dir) => {
+            let meta = rtdetr::read_metadata(dir.join("last.state.safetensors"))?;
+            let data = meta
+                .get("data")
+                .context("the run does not record its dataset")?;
+            let train =
+                YoloDataset::from_yaml(Path::new(data), "train").map_err(anyhow::Error::msg)?;
+            let val = YoloDataset::from_yaml(Path::new(data), "val").map_err(anyhow::Error::msg)?;
+            Trainer::resume(dir.clone(), train.samples, val.samples, dev)?
+        }
+        None => {
+            let data_path = args
+                .data
+                .as_deref()
+                .context("--data is required (or --resume DIR)")?;
+            if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
+                bail!("--imgsz {} is not a positive multiple of 32", args.imgsz);
+            }
+            let train = YoloDataset::from_yaml(data_path, "train").map_err(anyhow::Error::msg)?;
+            let val = YoloDataset::from_yaml(data_path, "val").map_err(anyhow::Error::msg)?;
+            report(&train, "train");
+            report(&val, "val");
+            if train.samples.is_empty() {
+                bail!("{}: no usable training images", data_path.display());
+            }
+            let nc = train.names.len();
+            let model = match &args.model_config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let mut cfg: ModelConfig = serde_json::from_str(&text).with_context(|| {
+                        format!("{}: not a model configuration", path.display())
+                    })?;
+                    cfg.decoder.nc = nc;
+                    cfg
+                }
+                None => ModelConfig::new(
+                    args.variant
+                        .parse::<Variant>()
+                        .map_err(anyhow::Error::msg)?,
+                    nc,
+                ),
+            };
+            let cfg = TrainConfig {
+                epochs: args.epochs,
+                batch: args.batch,
+                imgsz: args.imgsz,
+                lr0: args.lr0,
+                cos_lr: args.cos_lr,
+                warmup_epochs: args.warmup_epochs,
+                seed: args.seed,
+                augment: if args.no_augment {
+                    None
+                } else {
+                    TrainConfig::default().augment.or(Some(AugmentConfig {
+                        fliplr: 0.5,
+                        hsv: [0.015, 0.7, 0.4],
+                    }))
+                },
+                ..TrainConfig::default()
+            };
+            let save_dir = args.save_dir.clone().unwrap_or_else(next_run_dir);
+            let data_abs =
+                std::fs::canonicalize(data_path).unwrap_or_else(|_| data_path.to_path_buf());
+            let mut t = Trainer::new(
+                model,
+                cfg,
+                train.names,
+                train.samples,
+                val.samples,
+                args.weights.as_deref(),
+                save_dir,
+                dev,
+            )?;
+            t.set_note("data", &data_abs.display().to_string());
+            t
+        }
+    };
+    let epochs = trainer.config().epochs;
+    eprintln!(
+        "training to {} for {epochs} epochs",
+        trainer.save_dir().display()
+    );
+    while trainer.epochs_done() < epochs {
+        let epoch = trainer.epochs_done();
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} {bar:25} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        let stats = trainer.run_epoch(|i, n, [giou, cls, l1]| {
+            bar.set_length(n as u64);
+            bar.set_position(i as u64 + 1);
+            bar.set_message(format!("giou {giou:.3} cls {cls:.3} l1 {l1:.3}"));
+        })?;
+        bar.finish_and_clear();
+        eprintln!(
+            "epoch {}/{epochs}: giou {:.3} cls {:.3} l1 {:.3} | val mAP50-95 {:.4} mAP50 {:.4}",
+            epoch + 1,
+            stats.giou_loss,
+            stats.cls_loss,
+            stats.l1_loss,
+            stats.map50_95,
+            stats.map50
+        );
+    }
+    eprintln!(
+        "done: {}/best.safetensors, last.safetensors, results.csv",
+        trainer.save_dir().display()
+    );
+    Ok(())
+}
