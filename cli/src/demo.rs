@@ -94,6 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         batch: 8,
         imgsz: args.imgsz,
         lr0: Some(0.002),
+        // One optimizer step per batch: accumulating to 64 would leave a dozen steps in the run.
+        nbs: 8,
         warmup_epochs: 1.0,
         ..TrainConfig::default()
     };
