@@ -149,7 +149,8 @@ impl Trainer {
         )?;
         crate::train::initialize(&varmap, model.nc(), train_cfg.seed)?;
         if let Some(path) = weights {
-            let tensors = candle::safetensors::load(path, &device)?;
+            let tensors = candle::safetensors::load(path, &device)
+                .map_err(|e| error(format!("{}: {e}", path.display())))?;
             let vars = varmap
                 .data()
                 .lock()
