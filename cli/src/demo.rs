@@ -143,7 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--imgsz".into(),
         args.imgsz.to_string(),
         "--conf".into(),
-        "0.5".into(),
+        "0.25".into(),
         "--device".into(),
         args.device.clone(),
         "--save-dir".into(),
