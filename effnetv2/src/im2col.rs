@@ -203,15 +203,11 @@ impl candle::CustomOp2 for ConvGemm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle::bail!("conv2d: operands must be contiguous")
-        };
         let g = &self.g;
         let shape: Shape = (g.b, self.out_channels, g.oh, g.ow).into();
         match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(w)) => Ok((
-                CpuStorage::F32(self.forward_f32(&x[a0..a1], &w[b0..b1])),
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => Ok((
+                CpuStorage::F32(self.forward_f32(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?)),
                 shape,
             )),
             _ => candle::bail!(
