@@ -36,6 +36,9 @@ pub struct Args {
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also time the backbone, the neck and the decoder separately (median ms of each).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +53,16 @@ struct Report {
     min_ms: f64,
     mean_ms: f64,
     images_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts_median_ms: Option<Parts>,
+}
+
+/// Median milliseconds of each part of the forward pass.
+#[derive(Debug, Serialize)]
+struct Parts {
+    backbone: f64,
+    neck: f64,
+    decoder: f64,
 }
 
 /// Times eval forward passes of the detector (RepConv fused) on random input.
@@ -86,18 +99,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     model.forward_t(&xs, false)?;
     dev.synchronize()?;
     let mut times = Vec::with_capacity(args.iters);
+    let mut parts = [vec![], vec![], vec![]];
     for _ in 0..args.iters {
         let start = Instant::now();
-        model.forward_t(&xs, false)?;
-        dev.synchronize()?;
+        if args.profile {
+            let split = forward_by_part(&model, &xs)?;
+            for (part, ms) in parts.iter_mut().zip(split) {
+                part.push(ms);
+            }
+        } else {
+            model.forward_t(&xs, false)?;
+            dev.synchronize()?;
+        }
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    times.sort_by(f64::total_cmp);
-    let median = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
-    };
+    let median_ms = median(&mut times);
     let report = Report {
         variant: variant_name(&cfg, &args.variant, args.weights.is_some()),
         nc: cfg.nc(),
@@ -105,19 +121,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         batch: args.batch,
         device: format!("{dev:?}"),
         iters: args.iters,
-        median_ms: median,
+        median_ms,
         min_ms: times[0],
         mean_ms: times.iter().sum::<f64>() / times.len() as f64,
-        images_per_s: args.batch as f64 * 1e3 / median,
-    };
-    let report = Report {
-        variant: variant_name(&cfg, &args.variant, args.weights.is_some()),
-        ..report
+        images_per_s: args.batch as f64 * 1e3 / median_ms,
+        parts_median_ms: args.profile.then(|| {
+            let [backbone, neck, decoder] = parts.map(|mut part| median(&mut part));
+            Parts {
+                backbone,
+                neck,
+                decoder,
+            }
+        }),
     };
     println!(
         "rtdetr bench: {} nc={} {}x{} batch {} on {}: median {:.1} ms, min {:.1} ms, {:.2} images/s ({} iterations)",
         report.variant, report.nc, args.imgsz, args.imgsz, args.batch, report.device, report.median_ms, report.min_ms, report.images_per_s, args.iters
     );
+    if let Some(parts) = &report.parts_median_ms {
+        println!(
+            "  backbone {:.1} ms, neck {:.1} ms, decoder {:.1} ms (medians)",
+            parts.backbone, parts.neck, parts.decoder
+        );
+    }
     if let Some(path) = &args.json {
         output::write_json(path, &report)?;
     }
@@ -132,4 +158,37 @@ fn variant_name(cfg: &ModelConfig, requested: &str, from_weights: bool) -> Strin
         .into_iter()
         .find(|v| v.backbone() == cfg.backbone)
         .map_or_else(|| "custom".to_string(), |v| v.name().to_string())
+}
+
+/// Sorts `times` and returns their median.
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    }
+}
+
+/// One eval forward pass, timed per part (with a device synchronisation after each).
+fn forward_by_part(model: &RtDetr, xs: &Tensor) -> anyhow::Result<[f64; 3]> {
+    let dev = xs.device();
+    let start = Instant::now();
+    let maps = model.backbone().forward_t(xs, false)?;
+    dev.synchronize()?;
+    let backbone = start.elapsed().as_secs_f64() * 1e3;
+    let [_, p3, p4, p5] = maps.as_slice() else {
+        bail!("the backbone returned {} maps, expected 4", maps.len())
+    };
+    let start = Instant::now();
+    let neck = model.neck().forward_t(p3, p4, p5, false)?;
+    dev.synchronize()?;
+    let neck_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    model
+        .decoder()
+        .forward(&[neck.x3, neck.f4, neck.f5], false)?;
+    dev.synchronize()?;
+    Ok([backbone, neck_ms, start.elapsed().as_secs_f64() * 1e3])
 }

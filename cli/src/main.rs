@@ -1,5 +1,6 @@
 //! `rtdetr`: one binary for RT-DETR with an EfficientNetV2 backbone.
 
+mod allocator;
 mod bench;
 mod demo;
 mod detect;
@@ -46,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
     }
+    allocator::keep_freed_memory();
     dispatch(Cli::parse())
 }
 

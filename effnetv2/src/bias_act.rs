@@ -51,7 +51,19 @@ unsafe fn silu_plane_avx2(plane: &mut [f32], bias: f32) {
     silu_plane(plane, bias)
 }
 
+/// [`silu_plane`] compiled for AVX-512, picked at run time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn silu_plane_avx512(plane: &mut [f32], bias: f32) {
+    silu_plane(plane, bias)
+}
+
 fn silu_plane_dispatch(plane: &mut [f32], bias: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { silu_plane_avx512(plane, bias) };
+    }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function was compiled for.

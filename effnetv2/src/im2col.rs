@@ -129,45 +129,111 @@ impl CustomOp1 for Col2Im {
     }
 }
 
+/// Bytes of unfolded input per band: small enough to stay in the core's cache, next to the packed
+/// weights, between the unfold and the matrix product that reads it back (measured: 256 KiB runs
+/// the 3×3 convolutions of EfficientNetV2-S 1.1–2× faster than one unfold of the whole image).
+const BAND_BYTES: usize = 256 << 10;
+
+/// [`unfold`] of the output rows `oy0..oy0 + n / OW` of one image into `out` (`C·KH·KW` rows of
+/// `n` columns), zeros included.
+fn unfold_band(g: &Unfold, image: &[f32], oy0: usize, out: &mut [f32]) {
+    let n = out.len() / g.rows();
+    let plane = g.h * g.w;
+    for (c, xs) in image.chunks_exact(plane).enumerate() {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let (x_lo, x_hi, ix0) = g.valid(kx, g.w, g.ow);
+                let row = &mut out[((c * g.kh + ky) * g.kw + kx) * n..][..n];
+                for (oy, seg) in (oy0..).zip(row.chunks_exact_mut(g.ow)) {
+                    let iy = (oy * g.stride + ky)
+                        .checked_sub(g.padding)
+                        .filter(|&iy| iy < g.h);
+                    let Some(iy) = iy else {
+                        seg.fill(0.0);
+                        continue;
+                    };
+                    seg[..x_lo].fill(0.0);
+                    seg[x_hi..].fill(0.0);
+                    let src = &xs[iy * g.w..][ix0..];
+                    let dst = &mut seg[x_lo..x_hi];
+                    if g.stride == 1 {
+                        dst.copy_from_slice(&src[..dst.len()]);
+                    } else {
+                        for (d, &s) in dst.iter_mut().zip(src.iter().step_by(g.stride)) {
+                            *d = s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output buffer shared by the bands, each of which writes its own columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: bands write disjoint column ranges of the output.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The element `offset` places in (a method, so that closures capture the whole `Send` wrapper).
+    ///
+    /// # Safety
+    /// `offset` must be inside the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
+
 thread_local! {
-    /// The unfolded image of the last convolution run on this thread, reused so that large
-    /// unfolds do not pay for fresh pages every call.
-    static SCRATCH: std::cell::RefCell<(Vec<f32>, Option<Unfold>)> =
-        const { std::cell::RefCell::new((Vec::new(), None)) };
+    /// The unfolded band of the last convolution run on this thread.
+    static BAND: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Convolution forward as unfold + gemm per image; backward through [`Im2Col`] and matmuls.
 struct ConvGemm {
     g: Unfold,
     out_channels: usize,
+    band_bytes: usize,
 }
 
 impl ConvGemm {
+    /// Unfolds bands of output rows small enough to stay in cache and multiplies each with the
+    /// weights straight into its columns of the output; bands run in parallel.
     fn forward_f32(&self, xs: &[f32], weight: &[f32]) -> Vec<f32> {
         let g = &self.g;
         let (rows, cols, o) = (g.rows(), g.cols(), self.out_channels);
+        let band_rows = (self.band_bytes / (4 * rows * g.ow)).clamp(1, g.oh);
+        let bands = g.oh.div_ceil(band_rows);
         let mut out = vec![0f32; g.b * o * cols];
-        SCRATCH.with(|scratch| {
-            let (buffer, layout) = &mut *scratch.borrow_mut();
-            let key = Unfold { b: 1, ..*g };
-            if *layout != Some(key) || buffer.len() != rows * cols {
-                // Padding positions are never written by unfold_into, so the buffer is zeroed
-                // only when the geometry changes.
-                buffer.clear();
-                buffer.resize(rows * cols, 0.0);
-                *layout = Some(key);
-            }
-            let single = Unfold { b: 1, ..*g };
-            for (image, out) in xs.chunks(g.c * g.h * g.w).zip(out.chunks_mut(o * cols)) {
-                unfold_into(&single, image, buffer);
-                // SAFETY: dst is o×cols row-major, lhs o×rows row-major, rhs rows×cols
-                // row-major, each exactly the length of its slice.
+        let dst = SharedOut(out.as_mut_ptr());
+        let image_len = g.c * g.h * g.w;
+        let threads = candle::utils::get_num_threads();
+        // Too few bands to keep every thread busy: let the matrix products split instead.
+        let parallelism = if g.b * bands >= 2 * threads {
+            gemm::Parallelism::None
+        } else {
+            gemm::Parallelism::Rayon(threads)
+        };
+        (0..g.b * bands).into_par_iter().for_each(|job| {
+            let (image, band) = (job / bands, job % bands);
+            let oy0 = band * band_rows;
+            let n = (band_rows.min(g.oh - oy0)) * g.ow;
+            BAND.with(|buffer| {
+                let mut buffer = buffer.borrow_mut();
+                buffer.resize(rows * n.max(band_rows * g.ow), 0.0);
+                let buffer = &mut buffer[..rows * n];
+                unfold_band(g, &xs[image * image_len..][..image_len], oy0, buffer);
+                // SAFETY: dst is the o×n block at column oy0·OW of image `image`'s o×cols
+                // row-major output, which no other band writes; lhs is o×rows row-major, rhs
+                // rows×n row-major, each inside its slice.
                 unsafe {
                     gemm::gemm(
                         o,
-                        cols,
+                        n,
                         rows,
-                        out.as_mut_ptr(),
+                        dst.at(image * o * cols + oy0 * g.ow),
                         1,
                         cols as isize,
                         false,
@@ -176,16 +242,16 @@ impl ConvGemm {
                         rows as isize,
                         buffer.as_ptr(),
                         1,
-                        cols as isize,
+                        n as isize,
                         0.0,
                         1.0,
                         false,
                         false,
                         false,
-                        gemm::Parallelism::Rayon(candle::utils::get_num_threads()),
+                        parallelism,
                     );
                 }
-            }
+            });
         });
         out
     }
@@ -261,7 +327,11 @@ pub fn conv2d_im2col(
     let g = Geometry::new(xs.dims4()?, (kh, kw), stride, padding, "conv2d")?;
     let (b, oh, ow) = (g.b, g.oh, g.ow);
     if xs.dtype() == candle::DType::F32 && weight.dtype() == candle::DType::F32 {
-        let op = ConvGemm { g, out_channels: o };
+        let op = ConvGemm {
+            g,
+            out_channels: o,
+            band_bytes: BAND_BYTES,
+        };
         return xs.contiguous()?.apply_op2(&weight.contiguous()?, op);
     }
     let cols = xs.contiguous()?.apply_op1(Im2Col(g))?;
@@ -378,6 +448,39 @@ mod tests {
                 (numeric - g).abs() < 1e-6 * (1. + g.abs()),
                 "index {i}: {numeric} vs {g}"
             );
+        }
+    }
+
+    #[test]
+    fn f32_bands_equal_candle_conv2d() {
+        // Bands of one output row up to the whole image, strides 1 and 2, batch 2.
+        for (xs_shape, w_shape, stride, padding) in [
+            ([2, 3, 11, 7], [5, 3, 3, 3], 1, 1),
+            ([2, 4, 12, 9], [3, 4, 3, 3], 2, 1),
+            ([1, 2, 7, 5], [4, 2, 5, 5], 1, 2),
+        ] {
+            let xs = random(&xs_shape).to_dtype(DType::F32).unwrap();
+            let w = random(&w_shape).to_dtype(DType::F32).unwrap();
+            let want = xs.conv2d(&w, padding, stride, 1, 1).unwrap();
+            let kernel = (w_shape[2], w_shape[3]);
+            let g = Geometry::new(xs.dims4().unwrap(), kernel, stride, padding, "test").unwrap();
+            for band_rows in [1, 2, 3, g.oh] {
+                let op = ConvGemm {
+                    g,
+                    out_channels: w_shape[0],
+                    band_bytes: band_rows * 4 * g.rows() * g.ow,
+                };
+                let got = xs.apply_op2_no_bwd(&w, &op).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let diff = max_abs_diff(
+                    &got.to_dtype(DType::F64).unwrap(),
+                    &want.to_dtype(DType::F64).unwrap(),
+                );
+                assert!(
+                    diff < 1e-5,
+                    "{xs_shape:?} {w_shape:?} bands of {band_rows}: {diff}"
+                );
+            }
         }
     }
 
