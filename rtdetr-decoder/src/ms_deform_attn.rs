@@ -82,12 +82,12 @@ impl candle::CustomOp3 for Sampler {
         l3: &candle::Layout,
     ) -> Result<(candle::CpuStorage, candle::Shape)> {
         use rayon::prelude::*;
-        let slice = |s: &candle::CpuStorage, l: &candle::Layout| -> Result<Vec<f32>> {
+        fn slice<'a>(s: &'a candle::CpuStorage, l: &candle::Layout) -> Result<&'a [f32]> {
             match (s, l.contiguous_offsets()) {
-                (candle::CpuStorage::F32(v), Some((a, b))) => Ok(v[a..b].to_vec()),
+                (candle::CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
                 _ => candle::bail!("ms-deform-sample: contiguous f32 operands only"),
             }
-        };
+        }
         let (value, loc, weights) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let (b, s, dim) = l1.shape().dims3()?;
         let q = l2.shape().dims()[1];
