@@ -39,10 +39,15 @@ pub struct Args {
     /// Also time the backbone, the neck and the decoder separately (median ms of each).
     #[arg(long)]
     profile: bool,
+    /// Time training steps instead (train-mode forward with denoising, loss, backward, gradient
+    /// clipping, AdamW) on a random batch with 5 boxes per image; random initial weights.
+    #[arg(long, conflicts_with_all = ["weights", "profile"])]
+    train: bool,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
+    mode: &'static str,
     variant: String,
     nc: usize,
     imgsz: usize,
@@ -74,6 +79,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--iters and --batch must be at least 1");
     }
     let dev = device::parse(&args.device)?;
+    if args.train {
+        let variant: Variant = args.variant.parse().map_err(anyhow::Error::msg)?;
+        let cfg = ModelConfig::new(variant, args.nc);
+        let mut times =
+            crate::bench_train::time_steps(&cfg, args.batch, args.imgsz, args.iters, &dev)?;
+        return report(&args, "train", &cfg, &dev, &mut times, None);
+    }
     let model = match &args.weights {
         Some(path) => RtDetr::load(path, &dev, None, None)?,
         None => {
@@ -113,9 +125,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    let median_ms = median(&mut times);
+    let parts = args.profile.then(|| {
+        let [backbone, neck, decoder] = parts.map(|mut part| median(&mut part));
+        Parts {
+            backbone,
+            neck,
+            decoder,
+        }
+    });
+    report(&args, "eval", &cfg, &dev, &mut times, parts)
+}
+
+/// Prints the figures of `times` (and writes them with `--json`).
+fn report(
+    args: &Args,
+    mode: &'static str,
+    cfg: &ModelConfig,
+    dev: &candle::Device,
+    times: &mut [f64],
+    parts: Option<Parts>,
+) -> anyhow::Result<()> {
+    let median_ms = median(times);
     let report = Report {
-        variant: variant_name(&cfg, &args.variant, args.weights.is_some()),
+        mode,
+        variant: variant_name(cfg, &args.variant, args.weights.is_some()),
         nc: cfg.nc(),
         imgsz: args.imgsz,
         batch: args.batch,
@@ -125,17 +158,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         min_ms: times[0],
         mean_ms: times.iter().sum::<f64>() / times.len() as f64,
         images_per_s: args.batch as f64 * 1e3 / median_ms,
-        parts_median_ms: args.profile.then(|| {
-            let [backbone, neck, decoder] = parts.map(|mut part| median(&mut part));
-            Parts {
-                backbone,
-                neck,
-                decoder,
-            }
-        }),
+        parts_median_ms: parts,
     };
     println!(
-        "rtdetr bench: {} nc={} {}x{} batch {} on {}: median {:.1} ms, min {:.1} ms, {:.2} images/s ({} iterations)",
+        "rtdetr bench ({mode}): {} nc={} {}x{} batch {} on {}: median {:.1} ms, min {:.1} ms, {:.2} images/s ({} iterations)",
         report.variant, report.nc, args.imgsz, args.imgsz, args.batch, report.device, report.median_ms, report.min_ms, report.images_per_s, args.iters
     );
     if let Some(parts) = &report.parts_median_ms {

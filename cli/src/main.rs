@@ -2,6 +2,7 @@
 
 mod allocator;
 mod bench;
+mod bench_train;
 mod demo;
 mod detect;
 mod device;

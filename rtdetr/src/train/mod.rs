@@ -3,12 +3,14 @@
 
 mod ema;
 mod init;
+mod loss;
 mod optim;
 mod schedule;
 mod trainer;
 
 pub use ema::Ema;
 pub use init::initialize;
+pub use loss::detection_loss;
 pub use optim::{clip_grad_norm, gradients, param_group, AdamW, ParamGroup};
 pub use schedule::Schedule;
 pub use trainer::{evaluate, AugmentConfig, EpochStats, TrainConfig, Trainer};

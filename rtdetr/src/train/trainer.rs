@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use candle::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use detr_loss::{DetrLoss, Targets};
+use detr_loss::DetrLoss;
 use rtdetr_decoder::{CdnNoise, GroundTruth};
 use serde::{Deserialize, Serialize};
 
 use crate::coco::{self, Summary};
 use crate::data::{mix_seed, spawn_epoch, Augment, Sample};
 use crate::postprocess::{postprocess, Filter};
-use crate::train::{clip_grad_norm, gradients, AdamW, Ema, Schedule};
+use crate::train::{clip_grad_norm, detection_loss, gradients, AdamW, Ema, Schedule};
 use crate::{checkpoint, preprocess, ModelConfig, RtDetr, CONFIG_KEY};
 
 /// Training hyper-parameters (ultralytics `default.yaml` values by default).
@@ -350,7 +350,7 @@ impl Trainer {
                 .drop_path_rng()
                 .set_state(mix_seed(&[seed, ni as u64, 4]));
             let out = self.model.forward_train(&batch.images, &gt, &noise)?;
-            let total = self.loss_of(&out, &gt)?;
+            let total = detection_loss(&self.loss, &out, &gt)?;
             let value = total.0.to_scalar::<f32>()?;
             if !value.is_finite() {
                 return Err(error(format!("loss became {value} at epoch {epoch}, batch {i}; stopping (the last checkpoint is kept)")));
@@ -397,48 +397,6 @@ impl Trainer {
         }
         self.save(improved)?;
         Ok(stats)
-    }
-
-    /// Total loss and the main-layer (giou, cls, l1) values.
-    fn loss_of(
-        &self,
-        out: &rtdetr_decoder::TrainOutput,
-        gt: &GroundTruth,
-    ) -> Result<(Tensor, [f64; 3])> {
-        let k = out.queries.embed.dim(1)?;
-        let ndn = out.boxes.dim(2)? - k;
-        let stack = |dec: &Tensor, enc: &Tensor| {
-            Tensor::cat(&[&enc.unsqueeze(0)?, &dec.narrow(2, ndn, k)?], 0)
-        };
-        let boxes = stack(&out.boxes, &out.queries.enc_boxes)?;
-        let logits = stack(&out.logits, &out.queries.enc_logits)?;
-        let flat: Vec<f32> = gt.boxes.iter().flatten().copied().collect();
-        let targets = Targets {
-            cls: gt.cls.clone(),
-            boxes: Tensor::from_vec(flat, (gt.cls.len(), 4), &self.device)?,
-            groups: gt.groups.clone(),
-        };
-        let dn = match &out.dn {
-            Some(meta) => Some((
-                out.boxes.narrow(2, 0, ndn)?,
-                out.logits.narrow(2, 0, ndn)?,
-                meta,
-            )),
-            None => None,
-        };
-        let terms = self.loss.forward(
-            &boxes,
-            &logits,
-            dn.as_ref().map(|(b, l, m)| (b, l, *m)),
-            &targets,
-        )?;
-        let scalar = |t: &Tensor| -> Result<f64> { t.to_dtype(DType::F64)?.to_scalar::<f64>() };
-        let main = [
-            scalar(&terms.main.giou)?,
-            scalar(&terms.main.class)?,
-            scalar(&terms.main.bbox)?,
-        ];
-        Ok((terms.total()?, main))
     }
 
     /// The EMA weights as an evaluation model (batch norms folded, RepConv fused).

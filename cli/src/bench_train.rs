@@ -1,0 +1,70 @@
+//! `rtdetr bench --train`: the time of one training step (forward in train mode with denoising
+//! queries, the loss, backward, gradient clipping and an AdamW step) on a random batch.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use candle::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use detr_loss::DetrLoss;
+use effnetv2::DropPathRng;
+use rtdetr::train::{clip_grad_norm, detection_loss, gradients, initialize, AdamW};
+use rtdetr::{ModelConfig, RtDetr};
+use rtdetr_decoder::{CdnNoise, GroundTruth};
+
+/// Boxes per image of the random batch.
+const BOXES_PER_IMAGE: usize = 5;
+
+/// Milliseconds of each timed step (after one warm-up step), in order.
+pub fn time_steps(
+    cfg: &ModelConfig,
+    batch: usize,
+    imgsz: usize,
+    iters: usize,
+    dev: &Device,
+) -> anyhow::Result<Vec<f64>> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let varmap = VarMap::new();
+    let model = RtDetr::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, dev))?;
+    initialize(&varmap, cfg.nc(), 0)?;
+    let mut optimizer = AdamW::new(&varmap, 1e-4, 5e-4)?;
+    let vars = optimizer.vars();
+    let loss = DetrLoss::new(cfg.nc());
+    let rng = DropPathRng::new(0);
+    let images = Tensor::rand(0f32, 1., (batch, 3, imgsz, imgsz), dev)?;
+    let n = batch * BOXES_PER_IMAGE;
+    let gt = GroundTruth {
+        cls: (0..n)
+            .map(|_| (rng.uniform() * cfg.nc() as f64) as usize % cfg.nc())
+            .collect(),
+        boxes: (0..n)
+            .map(|_| {
+                let u = || rng.uniform() as f32;
+                [
+                    0.2 + 0.6 * u(),
+                    0.2 + 0.6 * u(),
+                    0.1 + 0.3 * u(),
+                    0.1 + 0.3 * u(),
+                ]
+            })
+            .collect(),
+        groups: vec![BOXES_PER_IMAGE; batch],
+    };
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..=iters {
+        let start = Instant::now();
+        let noise = CdnNoise::for_batch(&gt.groups, cfg.nc(), 100, 0.5, || rng.uniform() as f32);
+        let out = model.forward_train(&images, &gt, &noise)?;
+        let (total, _) = detection_loss(&loss, &out, &gt)?;
+        let mut grads = gradients(&total.backward()?, &vars);
+        clip_grad_norm(&mut grads, 10.0)?;
+        optimizer.step(&grads)?;
+        dev.synchronize()?;
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times)
+}
