@@ -1,6 +1,8 @@
 use candle::{Result, Tensor, Var};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
+use crate::batch_norm_train::batch_norm_train;
+
 /// ultralytics' `initialize_weights` overrides every `BatchNorm2d` of the model (backbone included)
 /// to eps 1e-3 and momentum 0.03; PyTorch's defaults would be 1e-5 and 0.1.
 pub const BN_EPS: f64 = 1e-3;
@@ -68,6 +70,28 @@ impl BatchNorm2d {
                 xs.shape()
             )
         }
+        let (ys, mean, var) = if xs.device().is_cpu()
+            && matches!(xs.dtype(), candle::DType::F32 | candle::DType::F64)
+        {
+            let (ys, mean, var) = batch_norm_train(xs, &self.weight, &self.bias, BN_EPS)?;
+            let dtype = self.running_mean.dtype();
+            let stat = |v: Vec<f64>| Tensor::from_vec(v, c, xs.device())?.to_dtype(dtype);
+            (ys, stat(mean)?, stat(var)?)
+        } else {
+            self.forward_train_composite(xs)?
+        };
+        let unbiased = (var * (n as f64 / (n - 1) as f64))?;
+        let keep = 1.0 - BN_MOMENTUM;
+        self.running_mean
+            .set(&((self.running_mean.as_tensor() * keep)? + (mean * BN_MOMENTUM)?)?)?;
+        self.running_var
+            .set(&((self.running_var.as_tensor() * keep)? + (unbiased * BN_MOMENTUM)?)?)?;
+        Ok(ys)
+    }
+
+    /// Training mode from candle ops (any device): output, batch mean and biased variance.
+    fn forward_train_composite(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let c = xs.dim(1)?;
         let mean = xs.mean_keepdim((0, 2, 3))?;
         let centered = xs.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
@@ -75,15 +99,11 @@ impl BatchNorm2d {
         let ys = ys
             .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
             .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
-
-        let mean = mean.detach().flatten_all()?;
-        let unbiased = (var.detach().flatten_all()? * (n as f64 / (n - 1) as f64))?;
-        let keep = 1.0 - BN_MOMENTUM;
-        self.running_mean
-            .set(&((self.running_mean.as_tensor() * keep)? + (mean * BN_MOMENTUM)?)?)?;
-        self.running_var
-            .set(&((self.running_var.as_tensor() * keep)? + (unbiased * BN_MOMENTUM)?)?)?;
-        Ok(ys)
+        Ok((
+            ys,
+            mean.detach().flatten_all()?,
+            var.detach().flatten_all()?,
+        ))
     }
 }
 
@@ -96,5 +116,70 @@ impl ModuleT for BatchNorm2d {
         } else {
             self.forward_eval(xs)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle::{DType, Device, Var};
+    use candle_nn::VarMap;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    #[test]
+    fn training_op_equals_the_composite_in_values_gradients_and_running_stats() {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
+        let bn = BatchNorm2d::new(3, vb.clone()).unwrap();
+        let twin = BatchNorm2d::new(3, vb).unwrap();
+        let weight = Var::from_tensor(&Tensor::randn(1f64, 0.5, 3, &dev).unwrap()).unwrap();
+        let bias = Var::from_tensor(&Tensor::randn(0f64, 0.5, 3, &dev).unwrap()).unwrap();
+        let [bn, twin] = [bn, twin].map(|b| BatchNorm2d {
+            weight: weight.as_tensor().clone(),
+            bias: bias.as_tensor().clone(),
+            running_mean: Var::from_tensor(b.running_mean()).unwrap(),
+            running_var: Var::from_tensor(b.running_var()).unwrap(),
+        });
+        let xs =
+            Var::from_tensor(&Tensor::randn(0.7f64, 2.0, (2, 3, 4, 5), &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f64, 1.0, (2, 3, 4, 5), &dev).unwrap();
+
+        let fast = bn.forward_train(&xs).unwrap();
+        let (slow, mean, var) = twin.forward_train_composite(&xs).unwrap();
+        assert!(max_diff(&fast, &slow) < 1e-12);
+        let grads_fast = (&fast * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grads_slow = (&slow * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for var in [&xs, &weight, &bias] {
+            let (g1, g2) = (grads_fast.get(var).unwrap(), grads_slow.get(var).unwrap());
+            assert!(max_diff(g1, g2) < 1e-12, "{g1} vs {g2}");
+        }
+        let n = 2.0 * 4.0 * 5.0;
+        let want_mean = (mean * BN_MOMENTUM).unwrap();
+        let want_var = (var.affine(n / (n - 1.0) * BN_MOMENTUM, 1.0 - BN_MOMENTUM)).unwrap();
+        assert!(max_diff(bn.running_mean(), &want_mean) < 1e-12);
+        assert!(max_diff(bn.running_var(), &want_var) < 1e-12);
     }
 }

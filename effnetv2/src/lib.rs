@@ -19,6 +19,7 @@
 //! ```
 
 mod batch_norm;
+mod batch_norm_train;
 mod bias_act;
 mod config;
 mod conv_bn_act;

@@ -1,0 +1,247 @@
+//! Training-mode batch normalisation as one CPU op with its own backward.
+//!
+//! The composite of candle ops (mean, subtract, square, mean, divide, scale, shift) keeps five
+//! full-size intermediates alive for backward and reduces over (N, H, W) with candle's strided,
+//! single-threaded reduction, forward and backward: a fifth of a training step's time. Here the
+//! statistics come from one parallel pass per channel (accumulated in f64) and backward needs only
+//! the input.
+
+use candle::backend::BackendStorage;
+use candle::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use crate::geometry::cpu_slice;
+
+/// Per-channel mean and biased variance of a contiguous `[B, C, H, W]`.
+struct Moments;
+
+/// The planes `(b, c)` of channel `c`, in batch order.
+fn channel_planes<T>(
+    xs: &[T],
+    channels: usize,
+    plane: usize,
+    c: usize,
+) -> impl Iterator<Item = &[T]> {
+    xs.chunks_exact(plane).skip(c).step_by(channels)
+}
+
+fn moments<T: WithDType>(xs: &[T], channels: usize, plane: usize) -> Vec<f64> {
+    let n = (xs.len() / channels) as f64;
+    let per_channel: Vec<(f64, f64)> = (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let sum: f64 = channel_planes(xs, channels, plane, c)
+                .flat_map(|p| p.iter())
+                .map(|v| v.to_f64())
+                .sum();
+            let mean = sum / n;
+            let sq: f64 = channel_planes(xs, channels, plane, c)
+                .flat_map(|p| p.iter())
+                .map(|v| (v.to_f64() - mean).powi(2))
+                .sum();
+            (mean, sq / n)
+        })
+        .collect();
+    let (means, vars): (Vec<f64>, Vec<f64>) = per_channel.into_iter().unzip();
+    means.into_iter().chain(vars).collect()
+}
+
+impl CustomOp1 for Moments {
+    fn name(&self) -> &'static str {
+        "bn-moments"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = l.shape().dims4()?;
+        let out = match s {
+            CpuStorage::F32(_) => moments(cpu_slice::<f32>(s, l)?, c, h * w),
+            CpuStorage::F64(_) => moments(cpu_slice::<f64>(s, l)?, c, h * w),
+            s => candle::bail!("batch norm: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((CpuStorage::F64(out), (2, c).into()))
+    }
+}
+
+/// `(x − mean) / sqrt(var + eps) · weight + bias` with the batch's own statistics.
+struct Normalize {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    eps: f64,
+}
+
+impl Normalize {
+    fn inv_std(&self, c: usize) -> f64 {
+        1.0 / (self.var[c] + self.eps).sqrt()
+    }
+
+    fn forward<T: WithDType>(&self, xs: &[T], weight: &[T], bias: &[T], plane: usize) -> Vec<T> {
+        let channels = self.mean.len();
+        let mut out = vec![T::zero(); xs.len()];
+        out.par_chunks_mut(plane)
+            .zip(xs.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (out, xs))| {
+                let c = i % channels;
+                let scale = weight[c].to_f64() * self.inv_std(c);
+                let shift = bias[c].to_f64() - self.mean[c] * scale;
+                for (o, &x) in out.iter_mut().zip(xs) {
+                    *o = T::from_f64(x.to_f64() * scale + shift);
+                }
+            });
+        out
+    }
+
+    /// `[dx (B·C·H·W), d weight (C), d bias (C)]`, flat.
+    fn backward<T: WithDType>(&self, xs: &[T], weight: &[T], grad: &[T], plane: usize) -> Vec<T> {
+        let channels = self.mean.len();
+        let n = (xs.len() / channels) as f64;
+        // Σ dy and Σ dy·x̂ per channel.
+        let sums: Vec<(f64, f64)> = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let (mean, inv_std) = (self.mean[c], self.inv_std(c));
+                channel_planes(xs, channels, plane, c)
+                    .zip(channel_planes(grad, channels, plane, c))
+                    .flat_map(|(x, g)| x.iter().zip(g))
+                    .fold((0.0, 0.0), |(s, sx), (x, g)| {
+                        let g = g.to_f64();
+                        (s + g, sx + g * (x.to_f64() - mean) * inv_std)
+                    })
+            })
+            .collect();
+        let mut out = vec![T::zero(); xs.len() + 2 * channels];
+        let (dx, params) = out.split_at_mut(xs.len());
+        dx.par_chunks_mut(plane)
+            .zip(xs.par_chunks(plane).zip(grad.par_chunks(plane)))
+            .enumerate()
+            .for_each(|(i, (dx, (xs, grad)))| {
+                let c = i % channels;
+                let (mean, inv_std) = (self.mean[c], self.inv_std(c));
+                let (sum, sum_xhat) = (sums[c].0 / n, sums[c].1 / n);
+                let k = weight[c].to_f64() * inv_std;
+                for ((d, &x), &g) in dx.iter_mut().zip(xs).zip(grad) {
+                    let xhat = (x.to_f64() - mean) * inv_std;
+                    *d = T::from_f64(k * (g.to_f64() - sum - xhat * sum_xhat));
+                }
+            });
+        for (c, &(sum, sum_xhat)) in sums.iter().enumerate() {
+            params[c] = T::from_f64(sum_xhat);
+            params[channels + c] = T::from_f64(sum);
+        }
+        out
+    }
+}
+
+impl CustomOp3 for Normalize {
+    fn name(&self) -> &'static str {
+        "bn-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, _, h, w) = l1.shape().dims4()?;
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                h * w,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                h * w,
+            )),
+            s => candle::bail!("batch norm: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = NormalizeBackward(Normalize {
+            mean: self.mean.clone(),
+            var: self.var.clone(),
+            eps: self.eps,
+        });
+        let packed = xs.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
+        let (len, c) = (xs.elem_count(), self.mean.len());
+        Ok((
+            Some(packed.narrow(0, 0, len)?.reshape(xs.shape())?),
+            Some(packed.narrow(0, len, c)?),
+            Some(packed.narrow(0, len + c, c)?),
+        ))
+    }
+}
+
+/// The backward of [`Normalize`] as an op on (x, weight, dy).
+struct NormalizeBackward(Normalize);
+
+impl CustomOp3 for NormalizeBackward {
+    fn name(&self) -> &'static str {
+        "bn-train-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = l1.shape().dims4()?;
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(self.0.backward(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                h * w,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(self.0.backward(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                h * w,
+            )),
+            s => candle::bail!("batch norm: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, (b * c * h * w + 2 * c).into()))
+    }
+}
+
+/// Training-mode batch norm of a CPU f32/f64 `[B, C, H, W]`: the normalised output (differentiable
+/// in `xs`, `weight` and `bias`) and the batch's per-channel mean and biased variance.
+pub(crate) fn batch_norm_train(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
+    let xs = xs.contiguous()?;
+    let moments = xs.apply_op1_no_bwd(&Moments)?.to_vec2::<f64>()?;
+    let [mean, var] = <[Vec<f64>; 2]>::try_from(moments)
+        .map_err(|_| candle::Error::Msg("batch norm: moments are not two rows".into()))?;
+    let op = Normalize {
+        mean: mean.clone(),
+        var: var.clone(),
+        eps,
+    };
+    let ys = xs.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    Ok((ys, mean, var))
+}
