@@ -61,7 +61,24 @@ impl BatchNorm2d {
             .broadcast_add(&shift.reshape((1, c, 1, 1))?)
     }
 
-    fn forward_train(&self, xs: &Tensor) -> Result<Tensor> {
+    /// `act(bn(xs))` with `act` SiLU or the identity; in training on the CPU as one op that does
+    /// not keep the pre-activation for backward.
+    pub fn forward_act(&self, xs: &Tensor, train: bool, silu: bool) -> Result<Tensor> {
+        let fused = train
+            && xs.device().is_cpu()
+            && matches!(xs.dtype(), candle::DType::F32 | candle::DType::F64);
+        if fused {
+            return self.forward_train(xs, silu);
+        }
+        let ys = self.forward_t(xs, train)?;
+        if silu {
+            ys.silu()
+        } else {
+            Ok(ys)
+        }
+    }
+
+    fn forward_train(&self, xs: &Tensor, silu: bool) -> Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let n = b * h * w;
         if n < 2 {
@@ -73,12 +90,13 @@ impl BatchNorm2d {
         let (ys, mean, var) = if xs.device().is_cpu()
             && matches!(xs.dtype(), candle::DType::F32 | candle::DType::F64)
         {
-            let (ys, mean, var) = batch_norm_train(xs, &self.weight, &self.bias, BN_EPS)?;
+            let (ys, mean, var) = batch_norm_train(xs, &self.weight, &self.bias, BN_EPS, silu)?;
             let dtype = self.running_mean.dtype();
             let stat = |v: Vec<f64>| Tensor::from_vec(v, c, xs.device())?.to_dtype(dtype);
             (ys, stat(mean)?, stat(var)?)
         } else {
-            self.forward_train_composite(xs)?
+            let (ys, mean, var) = self.forward_train_composite(xs)?;
+            (if silu { ys.silu()? } else { ys }, mean, var)
         };
         let unbiased = (var * (n as f64 / (n - 1) as f64))?;
         let keep = 1.0 - BN_MOMENTUM;
@@ -112,7 +130,7 @@ impl ModuleT for BatchNorm2d {
     /// `xs: [B, C, H, W]` → `[B, C, H, W]`
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if train {
-            self.forward_train(xs)
+            self.forward_train(xs, false)
         } else {
             self.forward_eval(xs)
         }
@@ -141,45 +159,40 @@ mod tests {
     #[test]
     fn training_op_equals_the_composite_in_values_gradients_and_running_stats() {
         let dev = Device::Cpu;
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
-        let bn = BatchNorm2d::new(3, vb.clone()).unwrap();
-        let twin = BatchNorm2d::new(3, vb).unwrap();
-        let weight = Var::from_tensor(&Tensor::randn(1f64, 0.5, 3, &dev).unwrap()).unwrap();
-        let bias = Var::from_tensor(&Tensor::randn(0f64, 0.5, 3, &dev).unwrap()).unwrap();
-        let [bn, twin] = [bn, twin].map(|b| BatchNorm2d {
-            weight: weight.as_tensor().clone(),
-            bias: bias.as_tensor().clone(),
-            running_mean: Var::from_tensor(b.running_mean()).unwrap(),
-            running_var: Var::from_tensor(b.running_var()).unwrap(),
-        });
-        let xs =
-            Var::from_tensor(&Tensor::randn(0.7f64, 2.0, (2, 3, 4, 5), &dev).unwrap()).unwrap();
-        let probe = Tensor::randn(0f64, 1.0, (2, 3, 4, 5), &dev).unwrap();
+        for silu in [false, true] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
+            let weight = Var::from_tensor(&Tensor::randn(1f64, 0.5, 3, &dev).unwrap()).unwrap();
+            let bias = Var::from_tensor(&Tensor::randn(0f64, 0.5, 3, &dev).unwrap()).unwrap();
+            let [bn, twin] = [0, 1].map(|i| {
+                let b = BatchNorm2d::new(3, vb.pp(i)).unwrap();
+                BatchNorm2d {
+                    weight: weight.as_tensor().clone(),
+                    bias: bias.as_tensor().clone(),
+                    ..b
+                }
+            });
+            let xs = Tensor::randn(0.7f64, 2.0, (2, 3, 4, 5), &dev).unwrap();
+            let xs = Var::from_tensor(&xs).unwrap();
+            let probe = Tensor::randn(0f64, 1.0, (2, 3, 4, 5), &dev).unwrap();
 
-        let fast = bn.forward_train(&xs).unwrap();
-        let (slow, mean, var) = twin.forward_train_composite(&xs).unwrap();
-        assert!(max_diff(&fast, &slow) < 1e-12);
-        let grads_fast = (&fast * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let grads_slow = (&slow * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for var in [&xs, &weight, &bias] {
-            let (g1, g2) = (grads_fast.get(var).unwrap(), grads_slow.get(var).unwrap());
-            assert!(max_diff(g1, g2) < 1e-12, "{g1} vs {g2}");
+            let fast = bn.forward_act(&xs, true, silu).unwrap();
+            let (slow, mean, var) = twin.forward_train_composite(&xs).unwrap();
+            let slow = if silu { slow.silu().unwrap() } else { slow };
+            assert!(max_diff(&fast, &slow) < 1e-12, "silu {silu}");
+            let backward = |ys: &Tensor| (ys * &probe).unwrap().sum_all().unwrap().backward();
+            let (grads_fast, grads_slow) = (backward(&fast).unwrap(), backward(&slow).unwrap());
+            for var in [&xs, &weight, &bias] {
+                let (g1, g2) = (grads_fast.get(var).unwrap(), grads_slow.get(var).unwrap());
+                assert!(max_diff(g1, g2) < 1e-12, "silu {silu}: {g1} vs {g2}");
+            }
+            let n = 2.0 * 4.0 * 5.0;
+            let want_mean = (mean * BN_MOMENTUM).unwrap();
+            let want_var = var
+                .affine(n / (n - 1.0) * BN_MOMENTUM, 1.0 - BN_MOMENTUM)
+                .unwrap();
+            assert!(max_diff(bn.running_mean(), &want_mean) < 1e-12);
+            assert!(max_diff(bn.running_var(), &want_var) < 1e-12);
         }
-        let n = 2.0 * 4.0 * 5.0;
-        let want_mean = (mean * BN_MOMENTUM).unwrap();
-        let want_var = (var.affine(n / (n - 1.0) * BN_MOMENTUM, 1.0 - BN_MOMENTUM)).unwrap();
-        assert!(max_diff(bn.running_mean(), &want_mean) < 1e-12);
-        assert!(max_diff(bn.running_var(), &want_var) < 1e-12);
     }
 }

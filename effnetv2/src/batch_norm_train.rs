@@ -7,7 +7,9 @@
 //! the input.
 
 use candle::backend::BackendStorage;
-use candle::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use candle::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType,
+};
 use rayon::prelude::*;
 
 use crate::geometry::cpu_slice;
@@ -62,11 +64,23 @@ impl CustomOp1 for Moments {
     }
 }
 
-/// `(x − mean) / sqrt(var + eps) · weight + bias` with the batch's own statistics.
+/// `(x − mean) / sqrt(var + eps) · weight + bias` with the batch's own statistics, then SiLU
+/// when `silu` (fused so that the pre-activation is never stored: backward recomputes it).
 struct Normalize {
     mean: Vec<f64>,
     var: Vec<f64>,
     eps: f64,
+    silu: bool,
+}
+
+fn silu(z: f64) -> f64 {
+    z / (1.0 + (-z).exp())
+}
+
+/// d silu(z) / dz.
+fn silu_grad(z: f64) -> f64 {
+    let s = 1.0 / (1.0 + (-z).exp());
+    s * (1.0 + z * (1.0 - s))
 }
 
 impl Normalize {
@@ -85,17 +99,32 @@ impl Normalize {
                 let scale = weight[c].to_f64() * self.inv_std(c);
                 let shift = bias[c].to_f64() - self.mean[c] * scale;
                 for (o, &x) in out.iter_mut().zip(xs) {
-                    *o = T::from_f64(x.to_f64() * scale + shift);
+                    let z = x.to_f64() * scale + shift;
+                    *o = T::from_f64(if self.silu { silu(z) } else { z });
                 }
             });
         out
     }
 
-    /// `[dx (B·C·H·W), d weight (C), d bias (C)]`, flat.
-    fn backward<T: WithDType>(&self, xs: &[T], weight: &[T], grad: &[T], plane: usize) -> Vec<T> {
+    /// `[dx (B·C·H·W), d weight (C), d bias (C)]`, flat, for the output gradient `grad`.
+    fn backward<T: WithDType>(
+        &self,
+        xs: &[T],
+        grad: &[T],
+        (weight, bias): (&[f64], &[f64]),
+        plane: usize,
+    ) -> Vec<T> {
         let channels = self.mean.len();
         let n = (xs.len() / channels) as f64;
-        // Σ dy and Σ dy·x̂ per channel.
+        // The gradient at the normalised-and-scaled value z (before the activation).
+        let dz = |c: usize, xhat: f64, g: f64| {
+            if self.silu {
+                g * silu_grad(xhat * weight[c] + bias[c])
+            } else {
+                g
+            }
+        };
+        // Σ dz and Σ dz·x̂ per channel.
         let sums: Vec<(f64, f64)> = (0..channels)
             .into_par_iter()
             .map(|c| {
@@ -104,8 +133,9 @@ impl Normalize {
                     .zip(channel_planes(grad, channels, plane, c))
                     .flat_map(|(x, g)| x.iter().zip(g))
                     .fold((0.0, 0.0), |(s, sx), (x, g)| {
-                        let g = g.to_f64();
-                        (s + g, sx + g * (x.to_f64() - mean) * inv_std)
+                        let xhat = (x.to_f64() - mean) * inv_std;
+                        let d = dz(c, xhat, g.to_f64());
+                        (s + d, sx + d * xhat)
                     })
             })
             .collect();
@@ -118,10 +148,10 @@ impl Normalize {
                 let c = i % channels;
                 let (mean, inv_std) = (self.mean[c], self.inv_std(c));
                 let (sum, sum_xhat) = (sums[c].0 / n, sums[c].1 / n);
-                let k = weight[c].to_f64() * inv_std;
+                let k = weight[c] * inv_std;
                 for ((d, &x), &g) in dx.iter_mut().zip(xs).zip(grad) {
                     let xhat = (x.to_f64() - mean) * inv_std;
-                    *d = T::from_f64(k * (g.to_f64() - sum - xhat * sum_xhat));
+                    *d = T::from_f64(k * (dz(c, xhat, g.to_f64()) - sum - xhat * sum_xhat));
                 }
             });
         for (c, &(sum, sum_xhat)) in sums.iter().enumerate() {
@@ -169,16 +199,22 @@ impl CustomOp3 for Normalize {
         &self,
         xs: &Tensor,
         weight: &Tensor,
-        _bias: &Tensor,
+        bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let op = NormalizeBackward(Normalize {
-            mean: self.mean.clone(),
-            var: self.var.clone(),
-            eps: self.eps,
-        });
-        let packed = xs.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
+        let host = |t: &Tensor| t.to_dtype(candle::DType::F64)?.to_vec1::<f64>();
+        let op = NormalizeBackward {
+            forward: Normalize {
+                mean: self.mean.clone(),
+                var: self.var.clone(),
+                eps: self.eps,
+                silu: self.silu,
+            },
+            weight: host(weight)?,
+            bias: host(bias)?,
+        };
+        let packed = xs.apply_op2_no_bwd(&grad.contiguous()?, &op)?;
         let (len, c) = (xs.elem_count(), self.mean.len());
         Ok((
             Some(packed.narrow(0, 0, len)?.reshape(xs.shape())?),
@@ -188,10 +224,14 @@ impl CustomOp3 for Normalize {
     }
 }
 
-/// The backward of [`Normalize`] as an op on (x, weight, dy).
-struct NormalizeBackward(Normalize);
+/// The backward of [`Normalize`] as an op on (x, dy).
+struct NormalizeBackward {
+    forward: Normalize,
+    weight: Vec<f64>,
+    bias: Vec<f64>,
+}
 
-impl CustomOp3 for NormalizeBackward {
+impl CustomOp2 for NormalizeBackward {
     fn name(&self) -> &'static str {
         "bn-train-bwd"
     }
@@ -202,21 +242,20 @@ impl CustomOp3 for NormalizeBackward {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
+        let params = (self.weight.as_slice(), self.bias.as_slice());
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.0.backward(
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward.backward(
                 cpu_slice(s1, l1)?,
                 cpu_slice(s2, l2)?,
-                cpu_slice(s3, l3)?,
+                params,
                 h * w,
             )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.0.backward(
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward.backward(
                 cpu_slice(s1, l1)?,
                 cpu_slice(s2, l2)?,
-                cpu_slice(s3, l3)?,
+                params,
                 h * w,
             )),
             s => candle::bail!("batch norm: unsupported dtype {:?}", s.dtype()),
@@ -225,13 +264,15 @@ impl CustomOp3 for NormalizeBackward {
     }
 }
 
-/// Training-mode batch norm of a CPU f32/f64 `[B, C, H, W]`: the normalised output (differentiable
-/// in `xs`, `weight` and `bias`) and the batch's per-channel mean and biased variance.
+/// Training-mode batch norm of a CPU f32/f64 `[B, C, H, W]`, followed by SiLU when `silu`: the
+/// output (differentiable in `xs`, `weight` and `bias`) and the batch's per-channel mean and
+/// biased variance.
 pub(crate) fn batch_norm_train(
     xs: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     eps: f64,
+    silu: bool,
 ) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
     let xs = xs.contiguous()?;
     let moments = xs.apply_op1_no_bwd(&Moments)?.to_vec2::<f64>()?;
@@ -241,6 +282,7 @@ pub(crate) fn batch_norm_train(
         mean: mean.clone(),
         var: var.clone(),
         eps,
+        silu,
     };
     let ys = xs.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
     Ok((ys, mean, var))

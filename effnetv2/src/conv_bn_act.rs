@@ -150,11 +150,6 @@ impl ModuleT for ConvBnAct {
             return crate::bias_act(&ys, bias, self.silu);
         }
         let ys = conv2d(xs, &self.weight, self.stride, self.padding(), self.groups)?;
-        let ys = ys.apply_t(&self.bn, train)?;
-        if self.silu {
-            ys.silu()
-        } else {
-            Ok(ys)
-        }
+        self.bn.forward_act(&ys, train, self.silu)
     }
 }

@@ -70,11 +70,6 @@ impl ModuleT for Conv {
             let ys = effnetv2::conv2d(xs, weight, self.stride, padding, 1)?;
             return effnetv2::bias_act(&ys, bias, self.silu);
         }
-        let ys = self.conv(xs)?.apply_t(&self.bn, train)?;
-        if self.silu {
-            ys.silu()
-        } else {
-            Ok(ys)
-        }
+        self.bn.forward_act(&self.conv(xs)?, train, self.silu)
     }
 }
