@@ -1,7 +1,8 @@
 //! Depthwise 2-D convolution as a direct CPU kernel.
 //!
 //! candle runs a grouped convolution as one convolution per group followed by a `cat`, which
-//! for depthwise layers is 20× slower than a direct loop (and slower still backwards).
+//! for depthwise layers is 20× slower than a direct loop (and slower still backwards). On CUDA
+//! the same three operations run as kernels of `kernels/depthwise.cu` (f32, f64, bf16).
 
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
@@ -11,8 +12,9 @@ use crate::geometry::{cpu_slice, Geometry};
 
 /// Depthwise convolution: `xs: [B, C, H, W]`, `weight: [C, 1, KH, KW]`, symmetric zero padding.
 ///
-/// Equal to `xs.conv2d(weight, padding, stride, 1, C)`. On the CPU it runs a direct kernel with
-/// its own backward pass; other devices use candle's grouped convolution.
+/// Equal to `xs.conv2d(weight, padding, stride, 1, C)`. On the CPU (f32, f64) and on CUDA (f32,
+/// f64, bf16) it runs a direct kernel with its own backward pass; other devices and dtypes use
+/// candle's grouped convolution.
 ///
 /// # Shapes
 /// `xs: [B, C, H, W]` → `[B, C, (H + 2·padding − KH)/stride + 1, (W + 2·padding − KW)/stride + 1]`
@@ -23,11 +25,19 @@ pub fn depthwise_conv2d(
     padding: usize,
 ) -> Result<Tensor> {
     let geometry = geometry(xs, weight, stride, padding)?;
-    if !xs.device().is_cpu() {
+    if !xs.device().is_cpu() && !has_cuda_kernel(xs) {
         return xs.conv2d(weight, padding, stride, 1, geometry.c);
     }
     xs.contiguous()?
         .apply_op2(&weight.contiguous()?, Forward(geometry))
+}
+
+/// Whether `kernels/depthwise.cu` covers `xs`'s device and dtype.
+fn has_cuda_kernel(xs: &Tensor) -> bool {
+    use candle::DType;
+    cfg!(feature = "cuda")
+        && xs.device().is_cuda()
+        && matches!(xs.dtype(), DType::F32 | DType::F64 | DType::BF16)
 }
 
 /// Checks a depthwise weight against its input.
@@ -200,6 +210,61 @@ macro_rules! dispatch {
     };
 }
 
+/// Launches `{$name}_{dtype}(s1, s2, out, b, c, h, w, kh, kw, oh, ow, stride, padding)` of
+/// `kernels/depthwise.cu`, `out` holding `$len` elements.
+#[cfg(feature = "cuda")]
+macro_rules! cuda_dispatch {
+    ($name:expr, $g:expr, $cfg:expr, $len:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr) => {{
+        use candle::backend::BackendStorage;
+        use candle::cuda_backend::CudaStorageSlice as S;
+        let g: &Geometry = $g;
+        let dev = $s1.device();
+        let params = [
+            g.b, g.c, g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.stride, g.padding,
+        ];
+        let m = crate::cuda::DEPTHWISE;
+        let (len, cfg) = ($len, $cfg);
+        let slice = match (&$s1.slice, &$s2.slice) {
+            (S::F32(a), S::F32(b)) => S::F32(crate::cuda::launch(
+                dev,
+                m,
+                $name,
+                &[(a, $l1), (b, $l2)],
+                (len, false),
+                cfg,
+                &params,
+            )?),
+            (S::F64(a), S::F64(b)) => S::F64(crate::cuda::launch(
+                dev,
+                m,
+                $name,
+                &[(a, $l1), (b, $l2)],
+                (len, false),
+                cfg,
+                &params,
+            )?),
+            (S::BF16(a), S::BF16(b)) => S::BF16(crate::cuda::launch(
+                dev,
+                m,
+                $name,
+                &[(a, $l1), (b, $l2)],
+                (len, false),
+                cfg,
+                &params,
+            )?),
+            _ => candle::bail!(
+                "depthwise conv: unsupported dtypes {:?}, {:?} on CUDA (f32, f64 or bf16)",
+                $s1.dtype(),
+                $s2.dtype()
+            ),
+        };
+        candle::CudaStorage {
+            slice,
+            device: dev.clone(),
+        }
+    }};
+}
+
 struct Forward(Geometry);
 
 impl CustomOp2 for Forward {
@@ -217,6 +282,23 @@ impl CustomOp2 for Forward {
         let g = &self.0;
         Ok((
             dispatch!(forward_kernel, g, s1, l1, s2, l2),
+            (g.b, g.c, g.oh, g.ow).into(),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = &self.0;
+        let len = g.b * g.c * g.out_plane();
+        let cfg = crate::cuda::elementwise(len);
+        Ok((
+            cuda_dispatch!("depthwise_fwd", g, cfg, len, s1, l1, s2, l2),
             (g.b, g.c, g.oh, g.ow).into(),
         ))
     }
@@ -255,6 +337,23 @@ impl CustomOp2 for GradInput {
             (g.b, g.c, g.h, g.w).into(),
         ))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = &self.0;
+        let len = g.b * g.c * g.plane();
+        let cfg = crate::cuda::elementwise(len);
+        Ok((
+            cuda_dispatch!("depthwise_grad_input", g, cfg, len, s1, l1, s2, l2),
+            (g.b, g.c, g.h, g.w).into(),
+        ))
+    }
 }
 
 struct GradWeight(Geometry);
@@ -274,6 +373,28 @@ impl CustomOp2 for GradWeight {
         let g = &self.0;
         Ok((
             dispatch!(grad_weight_kernel, g, s1, l1, s2, l2),
+            (g.c, 1, g.kh, g.kw).into(),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = &self.0;
+        let len = g.c * g.taps();
+        // One block of 256 threads (the kernel's shared-memory size) per weight element.
+        let cfg = candle::cuda_backend::cudarc::driver::LaunchConfig {
+            grid_dim: (len as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        Ok((
+            cuda_dispatch!("depthwise_grad_weight", g, cfg, len, s1, l1, s2, l2),
             (g.c, 1, g.kh, g.kw).into(),
         ))
     }

@@ -1,4 +1,4 @@
-use candle::{Module, Result, Tensor, D};
+use candle::{DType, Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 use effnetv2::BatchNorm2d;
 use rtdetr_neck::LayerNorm;
@@ -294,11 +294,12 @@ impl RtDetrDecoder {
         let scores = sigmoid(logits)?.reshape((b, q * nc))?;
         let k = q.min(q * nc);
         let (values, index) = topk(&scores, k)?;
-        let index = index.flatten_all()?.to_vec1::<u32>()?;
-        let query: Vec<u32> = index.iter().map(|i| i / nc as u32).collect();
-        let class: Vec<f32> = index.iter().map(|i| (i % nc as u32) as f32).collect();
-        let query = Tensor::from_vec(query, (b, k), boxes.device())?;
-        let class = Tensor::from_vec(class, (b, k, 1), boxes.device())?.to_dtype(boxes.dtype())?;
+        // On the device: index = query·nc + class, in f64 where these integers are exact.
+        let index = index.to_dtype(DType::F64)?;
+        let query = (&index / nc as f64)?.floor()?;
+        let class = (index - (&query * nc as f64)?)?;
+        let query = query.to_dtype(DType::U32)?;
+        let class = class.unsqueeze(2)?.to_dtype(boxes.dtype())?;
         let picked = gather_rows(boxes, &query)?;
         Tensor::cat(&[picked, values.unsqueeze(2)?, class], 2)
     }

@@ -1,7 +1,8 @@
 use candle::{DType, Result, Tensor};
 
-/// `torch.topk(xs, k, dim=-1)` (largest first) of each row; candle has no top-k and its arg-sort
-/// fails on long rows on CUDA, so the scores go through the host. Equal values keep index order.
+/// `torch.topk(xs, k, dim=-1)` (largest first) of each row, compared as f32; equal values keep
+/// index order. candle has no top-k and its arg-sort fails on rows longer than 8192 on CUDA, so
+/// CUDA runs `kernels/topk.cu` (any row length, same order) and other devices sort on the host.
 ///
 /// # Shapes
 /// `xs: [B, N]` → `(values [B, k], indices [B, k] u32)`
@@ -9,6 +10,14 @@ pub fn topk(xs: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     let (b, n) = xs.dims2()?;
     if k > n {
         candle::bail!("topk: k = {k} exceeds the row length {n}")
+    }
+    if cfg!(feature = "cuda") && xs.device().is_cuda() {
+        let indices = xs
+            .to_dtype(DType::F32)?
+            .contiguous()?
+            .apply_op1_no_bwd(&TopK { k })?;
+        let values = xs.gather(&indices, 1)?;
+        return Ok((values, indices));
     }
     let rows: Vec<Vec<f32>> = xs.to_dtype(DType::F32)?.to_vec2()?;
     let mut indices = Vec::with_capacity(b * k);
@@ -25,6 +34,62 @@ pub fn topk(xs: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     let indices = Tensor::from_vec(indices, (b, k), xs.device())?;
     let values = xs.gather(&indices, 1)?;
     Ok((values, indices))
+}
+
+/// The top-k indices of `[B, N]` f32 scores on CUDA (`kernels/topk.cu`).
+struct TopK {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    k: usize,
+}
+
+impl candle::CustomOp1 for TopK {
+    fn name(&self) -> &'static str {
+        "topk"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle::CpuStorage,
+        _: &candle::Layout,
+    ) -> Result<(candle::CpuStorage, candle::Shape)> {
+        candle::bail!("topk: the CUDA kernel op runs on CUDA only (the CPU sorts on the host)")
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle::CudaStorage,
+        layout: &candle::Layout,
+    ) -> Result<(candle::CudaStorage, candle::Shape)> {
+        use candle::backend::BackendStorage;
+        use candle::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use candle::cuda_backend::WrapErr;
+        let (rows, n) = layout.shape().dims2()?;
+        let k = self.k;
+        let dev = storage.device();
+        let xs = crate::cuda::view(storage.as_cuda_slice::<f32>()?, layout)?;
+        let module = crate::cuda::TOPK;
+        let func = dev.get_or_load_custom_func("topk_f32", module.name, module.ptx)?;
+        // SAFETY: ranks are a permutation of 0..n, so each of the k ≤ n slots of a row is
+        // written exactly once.
+        let indices = unsafe { dev.alloc::<u32>((rows * k).max(1))? };
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(256) as u32, rows as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut builder = func.builder();
+        builder.arg(&xs);
+        builder.arg(&indices);
+        builder.arg(&n);
+        builder.arg(&k);
+        // SAFETY: the arguments match `topk_f32(const float*, uint32_t*, size_t, size_t)`.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok((
+            candle::CudaStorage::wrap_cuda_slice(indices, dev.clone()),
+            (rows, k).into(),
+        ))
+    }
 }
 
 #[cfg(test)]
