@@ -2,8 +2,8 @@
 # The GPU suite, built here (no GPU, no driver) and run on a GPU machine that has no Rust:
 #
 #   scripts/gpu-suite.sh build [DIR]   builds in release with --features cuda the GPU test binary
-#                                      (rtdetr/tests/gpu.rs) and the `rtdetr` CLI, strips them and copies them,
-#                                      the fixtures and this script into DIR (default target/gpu-suite, < 64 MiB).
+#                                      (rtdetr/tests/gpu.rs) and the `rtdetr` CLI, strips and gzips them and copies
+#                                      them, the fixtures and this script into DIR (default target/gpu-suite, ~35 MB).
 #   DIR/gpu-suite.sh run               on the GPU machine: runs the GPU tests (f32 parity fixtures, kernels vs CPU,
 #                                      bf16 inference) and `rtdetr bench --device cuda`, writing DIR/out/.
 #
@@ -45,7 +45,9 @@ for line in sys.stdin:
   rm -rf "$out" && mkdir -p "$out/fixtures"
   cp "$tests" "$out/gpu-tests"
   cp target/release/rtdetr "$out/rtdetr"
+  # Stripped, each is ~57 MB, 33 MB of it candle-kernels' MoE/GGUF cubins; gzip brings each to ~14 MB.
   strip "$out/gpu-tests" "$out/rtdetr"
+  gzip -f "$out/gpu-tests" "$out/rtdetr"
   cp -r fixtures/data/. "$out/fixtures/"
   cp scripts/gpu-suite.sh "$out/"
   du -sh "$out" "$out"/*
@@ -54,6 +56,10 @@ for line in sys.stdin:
 run() {
   cd "$here"
   mkdir -p out
+  local exe
+  for exe in gpu-tests rtdetr; do
+    [ -x "$exe" ] || { gunzip -c "$exe.gz" > "$exe" && chmod +x "$exe"; }
+  done
   local libs="" site d
   for site in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
     for d in "$site"/nvidia/*/lib "$site"/nvidia/*/*/lib; do

@@ -584,6 +584,80 @@ mod tests {
         assert!(max_abs_diff(&single.to_dtype(DType::F64).unwrap(), &exact) < 1e-5);
     }
 
+    /// `kernels/depthwise.cu`'s gradients, mirrored loop for loop (one input pixel gathering
+    /// from the outputs its taps reach; one weight summing over batch and outputs), against the
+    /// CPU kernels.
+    #[test]
+    fn cuda_kernel_index_math_equals_the_cpu_kernels() {
+        for &case @ Case {
+            shape,
+            kernel,
+            stride,
+            padding,
+        } in CASES
+        {
+            let g = Geometry::new(
+                (shape[0], shape[1], shape[2], shape[3]),
+                kernel,
+                stride,
+                padding,
+                "test",
+            )
+            .unwrap();
+            let values =
+                |n: usize| -> Vec<f64> { (0..n).map(|i| (i as f64 * 0.37).sin()).collect() };
+            let (xs, w, gy) = (
+                values(g.b * g.c * g.plane()),
+                values(g.c * g.taps()),
+                values(g.b * g.c * g.out_plane()),
+            );
+            let (s, p) = (stride as i64, padding as i64);
+            let mut gx = vec![0f64; xs.len()];
+            for (i, out) in gx.iter_mut().enumerate() {
+                let (ix, iy) = ((i % g.w) as i64, ((i / g.w) % g.h) as i64);
+                let plane = i / g.plane();
+                let ch = plane % g.c;
+                for ky in 0..g.kh as i64 {
+                    let ny = iy + p - ky;
+                    if ny < 0 || ny % s != 0 || ny / s >= g.oh as i64 {
+                        continue;
+                    }
+                    for kx in 0..g.kw as i64 {
+                        let nx = ix + p - kx;
+                        if nx < 0 || nx % s != 0 || nx / s >= g.ow as i64 {
+                            continue;
+                        }
+                        let o = (ny / s) as usize * g.ow + (nx / s) as usize;
+                        *out += w[ch * g.taps() + ky as usize * g.kw + kx as usize]
+                            * gy[plane * g.out_plane() + o];
+                    }
+                }
+            }
+            let mut gw = vec![0f64; w.len()];
+            for (block, out) in gw.iter_mut().enumerate() {
+                let (ch, tap) = (block / g.taps(), block % g.taps());
+                let (ky, kx) = ((tap / g.kw) as i64, (tap % g.kw) as i64);
+                for j in 0..g.b * g.out_plane() {
+                    let (batch, o) = (j / g.out_plane(), j % g.out_plane());
+                    let iy = (o / g.ow) as i64 * s + ky - p;
+                    let ix = (o % g.ow) as i64 * s + kx - p;
+                    if iy < 0 || iy >= g.h as i64 || ix < 0 || ix >= g.w as i64 {
+                        continue;
+                    }
+                    let plane = batch * g.c + ch;
+                    *out += gy[plane * g.out_plane() + o]
+                        * xs[plane * g.plane() + iy as usize * g.w + ix as usize];
+                }
+            }
+            let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+            assert!(close(&gx, &grad_input_kernel(&g, &gy, &w)), "{case:?} d/dx");
+            assert!(
+                close(&gw, &grad_weight_kernel(&g, &xs, &gy)),
+                "{case:?} d/dw"
+            );
+        }
+    }
+
     #[test]
     fn mismatched_weight_is_an_error() {
         let xs = random(&[1, 3, 8, 8], DType::F32);

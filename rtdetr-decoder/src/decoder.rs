@@ -1,4 +1,4 @@
-use candle::{DType, Module, Result, Tensor, D};
+use candle::{Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 use effnetv2::BatchNorm2d;
 use rtdetr_neck::LayerNorm;
@@ -294,11 +294,10 @@ impl RtDetrDecoder {
         let scores = sigmoid(logits)?.reshape((b, q * nc))?;
         let k = q.min(q * nc);
         let (values, index) = topk(&scores, k)?;
-        // On the device: index = query·nc + class, in f64 where these integers are exact.
-        let index = index.to_dtype(DType::F64)?;
-        let query = (&index / nc as f64)?.floor()?;
-        let class = (index - (&query * nc as f64)?)?;
-        let query = query.to_dtype(DType::U32)?;
+        // On the device, in integers: index = query·nc + class.
+        let nc_u32 = Tensor::new(nc as u32, index.device())?;
+        let query = index.broadcast_div(&nc_u32)?;
+        let class = (&index - query.broadcast_mul(&nc_u32)?)?;
         let class = class.unsqueeze(2)?.to_dtype(boxes.dtype())?;
         let picked = gather_rows(boxes, &query)?;
         Tensor::cat(&[picked, values.unsqueeze(2)?, class], 2)

@@ -113,6 +113,40 @@ mod tests {
         assert!(topk(&xs, 6).is_err());
     }
 
+    /// `kernels/topk.cu`'s ranking, mirrored: each element's rank is the number of larger
+    /// (total-order bits, complemented index) keys, and must give the host's order.
+    #[test]
+    fn cuda_kernel_ranking_equals_the_host_order() {
+        fn rank_key(v: f32, index: u32) -> u64 {
+            let bits = v.to_bits();
+            let key = if bits & 0x8000_0000 != 0 {
+                !bits
+            } else {
+                bits | 0x8000_0000
+            };
+            ((key as u64) << 32) | (0xFFFF_FFFF - index) as u64
+        }
+        let specials = [f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1.0, -1.0, 0.5];
+        let row: Vec<f32> = (0..500)
+            .map(|i| match (i * 37) % 23 {
+                j if j < specials.len() => specials[j],
+                j => j as f32 / 4.0 - 3.0,
+            })
+            .collect();
+        let keys: Vec<u64> = (0..row.len()).map(|i| rank_key(row[i], i as u32)).collect();
+        let k = 120;
+        let mut ranked = vec![u32::MAX; k];
+        for (i, &mine) in keys.iter().enumerate() {
+            let rank = keys.iter().filter(|&&other| other > mine).count();
+            if rank < k {
+                ranked[rank] = i as u32;
+            }
+        }
+        let xs = Tensor::from_vec(row.clone(), (1, row.len()), &Device::Cpu).unwrap();
+        let (_, indices) = topk(&xs, k).unwrap();
+        assert_eq!(indices.to_vec2::<u32>().unwrap()[0], ranked);
+    }
+
     #[test]
     fn rows_longer_than_8192() {
         let n = 20_000;
