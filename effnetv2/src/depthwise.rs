@@ -1,7 +1,8 @@
 //! Depthwise 2-D convolution as a direct CPU kernel.
 //!
 //! candle runs a grouped convolution as one convolution per group followed by a `cat`, which
-//! for depthwise layers is 20× slower than a direct loop (and slower still backwards).
+//! for depthwise layers is 20× slower than a direct loop (and slower still backwards). On CUDA
+//! the same three operations run as kernels of `kernels/depthwise.cu` (f32, f64, bf16).
 
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
@@ -11,8 +12,9 @@ use crate::geometry::{cpu_slice, Geometry};
 
 /// Depthwise convolution: `xs: [B, C, H, W]`, `weight: [C, 1, KH, KW]`, symmetric zero padding.
 ///
-/// Equal to `xs.conv2d(weight, padding, stride, 1, C)`. On the CPU it runs a direct kernel with
-/// its own backward pass; other devices use candle's grouped convolution.
+/// Equal to `xs.conv2d(weight, padding, stride, 1, C)`. On the CPU (f32, f64) and on CUDA (f32,
+/// f64, bf16) it runs a direct kernel with its own backward pass; other devices and dtypes use
+/// candle's grouped convolution.
 ///
 /// # Shapes
 /// `xs: [B, C, H, W]` → `[B, C, (H + 2·padding − KH)/stride + 1, (W + 2·padding − KW)/stride + 1]`
@@ -23,11 +25,19 @@ pub fn depthwise_conv2d(
     padding: usize,
 ) -> Result<Tensor> {
     let geometry = geometry(xs, weight, stride, padding)?;
-    if !xs.device().is_cpu() {
+    if !xs.device().is_cpu() && !has_cuda_kernel(xs) {
         return xs.conv2d(weight, padding, stride, 1, geometry.c);
     }
     xs.contiguous()?
         .apply_op2(&weight.contiguous()?, Forward(geometry))
+}
+
+/// Whether `kernels/depthwise.cu` covers `xs`'s device and dtype.
+fn has_cuda_kernel(xs: &Tensor) -> bool {
+    use candle::DType;
+    cfg!(feature = "cuda")
+        && xs.device().is_cuda()
+        && matches!(xs.dtype(), DType::F32 | DType::F64 | DType::BF16)
 }
 
 /// Checks a depthwise weight against its input.
@@ -200,6 +210,61 @@ macro_rules! dispatch {
     };
 }
 
+/// Launches `{$name}_{dtype}(s1, s2, out, b, c, h, w, kh, kw, oh, ow, stride, padding)` of
+/// `kernels/depthwise.cu`, `out` holding `$len` elements.
+#[cfg(feature = "cuda")]
+macro_rules! cuda_dispatch {
+    ($name:expr, $g:expr, $cfg:expr, $len:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr) => {{
+        use candle::backend::BackendStorage;
+        use candle::cuda_backend::CudaStorageSlice as S;
+        let g: &Geometry = $g;
+        let dev = $s1.device();
+        let params = [
+            g.b, g.c, g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.stride, g.padding,
+        ];
+        let m = crate::cuda::DEPTHWISE;
+        let (len, cfg) = ($len, $cfg);
+        let slice = match (&$s1.slice, &$s2.slice) {
+            (S::F32(a), S::F32(b)) => S::F32(crate::cuda::launch(
+                dev,
+                m,
+                $name,
+                &[(a, $l1), (b, $l2)],
+                (len, false),
+                cfg,
+                &params,
+            )?),
+            (S::F64(a), S::F64(b)) => S::F64(crate::cuda::launch(
+                dev,
+                m,
+                $name,
+                &[(a, $l1), (b, $l2)],
+                (len, false),
+                cfg,
+                &params,
+            )?),
+            (S::BF16(a), S::BF16(b)) => S::BF16(crate::cuda::launch(
+                dev,
+                m,
+                $name,
+                &[(a, $l1), (b, $l2)],
+                (len, false),
+                cfg,
+                &params,
+            )?),
+            _ => candle::bail!(
+                "depthwise conv: unsupported dtypes {:?}, {:?} on CUDA (f32, f64 or bf16)",
+                $s1.dtype(),
+                $s2.dtype()
+            ),
+        };
+        candle::CudaStorage {
+            slice,
+            device: dev.clone(),
+        }
+    }};
+}
+
 struct Forward(Geometry);
 
 impl CustomOp2 for Forward {
@@ -217,6 +282,23 @@ impl CustomOp2 for Forward {
         let g = &self.0;
         Ok((
             dispatch!(forward_kernel, g, s1, l1, s2, l2),
+            (g.b, g.c, g.oh, g.ow).into(),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = &self.0;
+        let len = g.b * g.c * g.out_plane();
+        let cfg = crate::cuda::elementwise(len);
+        Ok((
+            cuda_dispatch!("depthwise_fwd", g, cfg, len, s1, l1, s2, l2),
             (g.b, g.c, g.oh, g.ow).into(),
         ))
     }
@@ -255,6 +337,23 @@ impl CustomOp2 for GradInput {
             (g.b, g.c, g.h, g.w).into(),
         ))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = &self.0;
+        let len = g.b * g.c * g.plane();
+        let cfg = crate::cuda::elementwise(len);
+        Ok((
+            cuda_dispatch!("depthwise_grad_input", g, cfg, len, s1, l1, s2, l2),
+            (g.b, g.c, g.h, g.w).into(),
+        ))
+    }
 }
 
 struct GradWeight(Geometry);
@@ -274,6 +373,28 @@ impl CustomOp2 for GradWeight {
         let g = &self.0;
         Ok((
             dispatch!(grad_weight_kernel, g, s1, l1, s2, l2),
+            (g.c, 1, g.kh, g.kw).into(),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = &self.0;
+        let len = g.c * g.taps();
+        // One block of 256 threads (the kernel's shared-memory size) per weight element.
+        let cfg = candle::cuda_backend::cudarc::driver::LaunchConfig {
+            grid_dim: (len as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        Ok((
+            cuda_dispatch!("depthwise_grad_weight", g, cfg, len, s1, l1, s2, l2),
             (g.c, 1, g.kh, g.kw).into(),
         ))
     }
@@ -461,6 +582,80 @@ mod tests {
         )
         .unwrap();
         assert!(max_abs_diff(&single.to_dtype(DType::F64).unwrap(), &exact) < 1e-5);
+    }
+
+    /// `kernels/depthwise.cu`'s gradients, mirrored loop for loop (one input pixel gathering
+    /// from the outputs its taps reach; one weight summing over batch and outputs), against the
+    /// CPU kernels.
+    #[test]
+    fn cuda_kernel_index_math_equals_the_cpu_kernels() {
+        for &case @ Case {
+            shape,
+            kernel,
+            stride,
+            padding,
+        } in CASES
+        {
+            let g = Geometry::new(
+                (shape[0], shape[1], shape[2], shape[3]),
+                kernel,
+                stride,
+                padding,
+                "test",
+            )
+            .unwrap();
+            let values =
+                |n: usize| -> Vec<f64> { (0..n).map(|i| (i as f64 * 0.37).sin()).collect() };
+            let (xs, w, gy) = (
+                values(g.b * g.c * g.plane()),
+                values(g.c * g.taps()),
+                values(g.b * g.c * g.out_plane()),
+            );
+            let (s, p) = (stride as i64, padding as i64);
+            let mut gx = vec![0f64; xs.len()];
+            for (i, out) in gx.iter_mut().enumerate() {
+                let (ix, iy) = ((i % g.w) as i64, ((i / g.w) % g.h) as i64);
+                let plane = i / g.plane();
+                let ch = plane % g.c;
+                for ky in 0..g.kh as i64 {
+                    let ny = iy + p - ky;
+                    if ny < 0 || ny % s != 0 || ny / s >= g.oh as i64 {
+                        continue;
+                    }
+                    for kx in 0..g.kw as i64 {
+                        let nx = ix + p - kx;
+                        if nx < 0 || nx % s != 0 || nx / s >= g.ow as i64 {
+                            continue;
+                        }
+                        let o = (ny / s) as usize * g.ow + (nx / s) as usize;
+                        *out += w[ch * g.taps() + ky as usize * g.kw + kx as usize]
+                            * gy[plane * g.out_plane() + o];
+                    }
+                }
+            }
+            let mut gw = vec![0f64; w.len()];
+            for (block, out) in gw.iter_mut().enumerate() {
+                let (ch, tap) = (block / g.taps(), block % g.taps());
+                let (ky, kx) = ((tap / g.kw) as i64, (tap % g.kw) as i64);
+                for j in 0..g.b * g.out_plane() {
+                    let (batch, o) = (j / g.out_plane(), j % g.out_plane());
+                    let iy = (o / g.ow) as i64 * s + ky - p;
+                    let ix = (o % g.ow) as i64 * s + kx - p;
+                    if iy < 0 || iy >= g.h as i64 || ix < 0 || ix >= g.w as i64 {
+                        continue;
+                    }
+                    let plane = batch * g.c + ch;
+                    *out += gy[plane * g.out_plane() + o]
+                        * xs[plane * g.plane() + iy as usize * g.w + ix as usize];
+                }
+            }
+            let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+            assert!(close(&gx, &grad_input_kernel(&g, &gy, &w)), "{case:?} d/dx");
+            assert!(
+                close(&gw, &grad_weight_kernel(&g, &xs, &gy)),
+                "{case:?} d/dw"
+            );
+        }
     }
 
     #[test]

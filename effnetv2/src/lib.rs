@@ -23,6 +23,8 @@ mod batch_norm_train;
 mod bias_act;
 mod config;
 mod conv_bn_act;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod depthwise;
 mod geometry;
 mod im2col;

@@ -294,11 +294,11 @@ impl RtDetrDecoder {
         let scores = sigmoid(logits)?.reshape((b, q * nc))?;
         let k = q.min(q * nc);
         let (values, index) = topk(&scores, k)?;
-        let index = index.flatten_all()?.to_vec1::<u32>()?;
-        let query: Vec<u32> = index.iter().map(|i| i / nc as u32).collect();
-        let class: Vec<f32> = index.iter().map(|i| (i % nc as u32) as f32).collect();
-        let query = Tensor::from_vec(query, (b, k), boxes.device())?;
-        let class = Tensor::from_vec(class, (b, k, 1), boxes.device())?.to_dtype(boxes.dtype())?;
+        // On the device, in integers: index = query·nc + class.
+        let nc_u32 = Tensor::new(nc as u32, index.device())?;
+        let query = index.broadcast_div(&nc_u32)?;
+        let class = (&index - query.broadcast_mul(&nc_u32)?)?;
+        let class = class.unsqueeze(2)?.to_dtype(boxes.dtype())?;
         let picked = gather_rows(boxes, &query)?;
         Tensor::cat(&[picked, values.unsqueeze(2)?, class], 2)
     }

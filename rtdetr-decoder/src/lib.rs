@@ -26,6 +26,8 @@
 
 mod anchors;
 mod config;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod decoder;
 mod denoising;
 mod layer;

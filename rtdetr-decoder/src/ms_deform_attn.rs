@@ -58,9 +58,15 @@ pub fn sample_bilinear(value: &Tensor, h: usize, w: usize, loc: &Tensor) -> Resu
     out.ok_or_else(|| candle::Error::Msg("unreachable".into()))
 }
 
-/// The whole sampling of [`MsDeformAttn`] in one pass for evaluation on the CPU: for each query
-/// and head, the attention-weighted sum of bilinear samples (as [`sample_bilinear`]) over levels
-/// and points. No gradient; training uses the gather-based composite.
+/// The whole sampling of [`MsDeformAttn`] in one pass: for each query and head, the
+/// attention-weighted sum of bilinear samples (as [`sample_bilinear`]) over levels and points.
+/// The CPU runs it for f32 evaluation only (training there uses the gather-based composite);
+/// CUDA runs `kernels/ms_deform.cu` for evaluation (f32, f64, bf16) and training (f32, f64),
+/// with the backward pass of [`GradValue`] and [`GradSampling`].
+///
+/// Operands: `value: [B, S, dim]`, `loc: [B, Q, heads, L·P, 2]`, `weights: [B, Q, heads, L·P]`,
+/// contiguous → `[B, Q, dim]`.
+#[derive(Debug, Clone)]
 struct Sampler {
     shapes: Vec<(usize, usize)>,
     heads: usize,
@@ -140,6 +146,381 @@ impl candle::CustomOp3 for Sampler {
         });
         Ok((candle::CpuStorage::F32(out), (b, q, dim).into()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &candle::Layout,
+        s2: &candle::CudaStorage,
+        l2: &candle::Layout,
+        s3: &candle::CudaStorage,
+        l3: &candle::Layout,
+    ) -> Result<(candle::CudaStorage, candle::Shape)> {
+        let (b, s, dim) = l1.shape().dims3()?;
+        let q = l2.shape().dims()[1];
+        let sizes = self.sizes(b, q, s, dim);
+        let storage = self.launch("ms_deform_fwd", [(s1, l1), (s2, l2), (s3, l3)], sizes)?;
+        Ok((storage, (b, q, dim).into()))
+    }
+
+    fn bwd(
+        &self,
+        value: &Tensor,
+        loc: &Tensor,
+        weights: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let grad_value = grad.apply_op3_no_bwd(loc, weights, &GradValue(self.clone()))?;
+        // [B, Q, heads, L·P, 3]: d/dx and d/dy without the attention weight, d/dweight.
+        let parts = value.apply_op3_no_bwd(loc, &grad, &GradSampling(self.clone()))?;
+        let grad_loc = parts
+            .narrow(4, 0, 2)?
+            .broadcast_mul(&weights.unsqueeze(4)?)?;
+        let grad_weights = parts.narrow(4, 2, 1)?.squeeze(4)?;
+        Ok((Some(grad_value), Some(grad_loc), Some(grad_weights)))
+    }
+}
+
+impl Sampler {
+    /// The size arguments of the kernels: `b, q, s, dim, heads, levels, points`.
+    #[cfg(feature = "cuda")]
+    fn sizes(&self, b: usize, q: usize, s: usize, dim: usize) -> [usize; 7] {
+        [b, q, s, dim, self.heads, self.shapes.len(), self.points]
+    }
+
+    /// Total tokens over the levels.
+    fn tokens(&self) -> usize {
+        self.shapes.iter().map(|(h, w)| h * w).sum()
+    }
+
+    /// Runs `{name}_{dtype}` of `kernels/ms_deform.cu` on three operands of one dtype:
+    /// `ms_deform_fwd` (f32, f64, bf16; one thread per output element, `[B, Q, dim]`),
+    /// `ms_deform_grad_value` (f32, f64; one thread per `grad_out` element, scattering into a
+    /// zeroed `[B, S, dim]`) or `ms_deform_grad_sampling` (f32, f64; one thread per sample,
+    /// `[B, Q, heads, L·P, 3]`).
+    #[cfg(feature = "cuda")]
+    fn launch(
+        &self,
+        name: &str,
+        operands: [(&candle::CudaStorage, &candle::Layout); 3],
+        sizes: [usize; 7],
+    ) -> Result<candle::CudaStorage> {
+        use crate::cuda::launch_ms_deform as run;
+        use candle::backend::BackendStorage;
+        use candle::cuda_backend::CudaStorageSlice as S;
+        let [b, q, s, dim, heads, levels, points] = sizes;
+        let samples = b * q * heads * levels * points;
+        let (len, zeroed, threads) = match name {
+            "ms_deform_fwd" => (b * q * dim, false, b * q * dim),
+            "ms_deform_grad_value" => (b * s * dim, true, b * q * dim),
+            _ => (samples * 3, false, samples),
+        };
+        let lv = crate::cuda::Levels::new(&self.shapes)?;
+        let [(s1, l1), (s2, l2), (s3, l3)] = operands;
+        let dev = s1.device();
+        let out = (len, zeroed);
+        let slice = match (&s1.slice, &s2.slice, &s3.slice) {
+            (S::F32(a), S::F32(b), S::F32(c)) => S::F32(run(
+                dev,
+                name,
+                [(a, l1), (b, l2), (c, l3)],
+                out,
+                threads,
+                &lv,
+                &sizes,
+            )?),
+            (S::F64(a), S::F64(b), S::F64(c)) => S::F64(run(
+                dev,
+                name,
+                [(a, l1), (b, l2), (c, l3)],
+                out,
+                threads,
+                &lv,
+                &sizes,
+            )?),
+            (S::BF16(a), S::BF16(b), S::BF16(c)) if name == "ms_deform_fwd" => S::BF16(run(
+                dev,
+                name,
+                [(a, l1), (b, l2), (c, l3)],
+                out,
+                threads,
+                &lv,
+                &sizes,
+            )?),
+            _ => candle::bail!(
+                "{name}: unsupported dtypes {:?}, {:?}, {:?} on CUDA",
+                s1.dtype(),
+                s2.dtype(),
+                s3.dtype()
+            ),
+        };
+        Ok(candle::CudaStorage {
+            slice,
+            device: dev.clone(),
+        })
+    }
+}
+
+/// The contiguous f32 elements of an operand.
+fn f32_operand<'a>(what: &str, s: &'a candle::CpuStorage, l: &candle::Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle::CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle::bail!("{what}: contiguous f32 operands only"),
+    }
+}
+
+/// Visits the in-map bilinear corners of sample `i` at `level` like the kernels do:
+/// `f(token, wx, wy, sx, sy)` with the corner weights and the signs of their derivatives in the
+/// fractional offsets.
+fn for_each_corner(
+    loc: &[f32],
+    i: usize,
+    (h, w, start): (usize, usize, usize),
+    mut f: impl FnMut(usize, f32, f32, f32, f32),
+) {
+    let px = loc[2 * i] * w as f32 - 0.5;
+    let py = loc[2 * i + 1] * h as f32 - 0.5;
+    let (x0, y0) = (px.floor(), py.floor());
+    let (fx, fy) = (px - x0, py - y0);
+    for (dy, wy, sy) in [(0, 1.0 - fy, -1.0), (1, fy, 1.0)] {
+        let y = y0 as i64 + dy;
+        if y < 0 || y >= h as i64 {
+            continue;
+        }
+        for (dx, wx, sx) in [(0, 1.0 - fx, -1.0), (1, fx, 1.0)] {
+            let x = x0 as i64 + dx;
+            if x < 0 || x >= w as i64 {
+                continue;
+            }
+            f(start + y as usize * w + x as usize, wx, wy, sx, sy);
+        }
+    }
+}
+
+/// `(h, w, first token)` of each level.
+fn level_table(shapes: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
+    let mut start = 0;
+    shapes
+        .iter()
+        .map(|&(h, w)| {
+            start += h * w;
+            (h, w, start - h * w)
+        })
+        .collect()
+}
+
+/// d[`Sampler`]/d`value`: operands `grad_out: [B, Q, dim]`, `loc`, `weights` → `[B, S, dim]`.
+/// The f32 CPU version mirrors `ms_deform_grad_value` and exists to test its index math.
+struct GradValue(Sampler);
+
+impl candle::CustomOp3 for GradValue {
+    fn name(&self) -> &'static str {
+        "ms-deform-grad-value"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle::CpuStorage,
+        l1: &candle::Layout,
+        s2: &candle::CpuStorage,
+        l2: &candle::Layout,
+        s3: &candle::CpuStorage,
+        l3: &candle::Layout,
+    ) -> Result<(candle::CpuStorage, candle::Shape)> {
+        let what = self.name();
+        let grad = f32_operand(what, s1, l1)?;
+        let (loc, weights) = (f32_operand(what, s2, l2)?, f32_operand(what, s3, l3)?);
+        let (b, q, dim) = l1.shape().dims3()?;
+        let (heads, points, s) = (self.0.heads, self.0.points, self.0.tokens());
+        let table = level_table(&self.0.shapes);
+        let levels = table.len();
+        let dh = dim / heads;
+        let mut out = vec![0f32; b * s * dim];
+        for (o, &g) in grad.iter().enumerate() {
+            let (bq, c) = (o / dim, o % dim);
+            let (head, batch) = (c / dh, bq / q);
+            for (level, &lv) in table.iter().enumerate() {
+                for p in 0..points {
+                    let i = ((bq * heads + head) * levels + level) * points + p;
+                    let aw = weights[i];
+                    for_each_corner(loc, i, lv, |token, wx, wy, _, _| {
+                        out[(batch * s + token) * dim + c] += g * (aw * wx * wy);
+                    });
+                }
+            }
+        }
+        Ok((candle::CpuStorage::F32(out), (b, s, dim).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &candle::Layout,
+        s2: &candle::CudaStorage,
+        l2: &candle::Layout,
+        s3: &candle::CudaStorage,
+        l3: &candle::Layout,
+    ) -> Result<(candle::CudaStorage, candle::Shape)> {
+        let (b, q, dim) = l1.shape().dims3()?;
+        let s = self.0.tokens();
+        let sizes = self.0.sizes(b, q, s, dim);
+        let storage = self.0.launch(
+            "ms_deform_grad_value",
+            [(s1, l1), (s2, l2), (s3, l3)],
+            sizes,
+        )?;
+        Ok((storage, (b, s, dim).into()))
+    }
+}
+
+/// d[`Sampler`]/d`loc` before the attention weight, and d[`Sampler`]/d`weights`: operands
+/// `value`, `loc`, `grad_out: [B, Q, dim]` → `[B, Q, heads, L·P, 3]`. The f32 CPU version
+/// mirrors `ms_deform_grad_sampling` and exists to test its index math.
+struct GradSampling(Sampler);
+
+impl candle::CustomOp3 for GradSampling {
+    fn name(&self) -> &'static str {
+        "ms-deform-grad-sampling"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle::CpuStorage,
+        l1: &candle::Layout,
+        s2: &candle::CpuStorage,
+        l2: &candle::Layout,
+        s3: &candle::CpuStorage,
+        l3: &candle::Layout,
+    ) -> Result<(candle::CpuStorage, candle::Shape)> {
+        let what = self.name();
+        let value = f32_operand(what, s1, l1)?;
+        let (loc, grad) = (f32_operand(what, s2, l2)?, f32_operand(what, s3, l3)?);
+        let (b, s, dim) = l1.shape().dims3()?;
+        let q = l3.shape().dims()[1];
+        let (heads, points) = (self.0.heads, self.0.points);
+        let table = level_table(&self.0.shapes);
+        let levels = table.len();
+        let dh = dim / heads;
+        let samples = b * q * heads * levels * points;
+        let mut out = vec![0f32; samples * 3];
+        for i in 0..samples {
+            let level = (i / points) % levels;
+            let head = (i / (points * levels)) % heads;
+            let bq = i / (points * levels * heads);
+            let batch = bq / q;
+            let (h, w, _) = table[level];
+            let g = &grad[bq * dim + head * dh..][..dh];
+            let (mut gx, mut gy, mut gw) = (0f32, 0f32, 0f32);
+            for_each_corner(loc, i, table[level], |token, wx, wy, sx, sy| {
+                let v = &value[(batch * s + token) * dim + head * dh..][..dh];
+                let dot: f32 = g.iter().zip(v).map(|(a, b)| a * b).sum();
+                gw += wx * wy * dot;
+                gx += sx * wy * dot;
+                gy += wx * sy * dot;
+            });
+            out[3 * i..3 * i + 3].copy_from_slice(&[gx * w as f32, gy * h as f32, gw]);
+        }
+        Ok((
+            candle::CpuStorage::F32(out),
+            (b, q, heads, levels * points, 3).into(),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &candle::Layout,
+        s2: &candle::CudaStorage,
+        l2: &candle::Layout,
+        s3: &candle::CudaStorage,
+        l3: &candle::Layout,
+    ) -> Result<(candle::CudaStorage, candle::Shape)> {
+        let (b, s, dim) = l1.shape().dims3()?;
+        let q = l3.shape().dims()[1];
+        let sizes = self.0.sizes(b, q, s, dim);
+        let (heads, lp) = (self.0.heads, self.0.shapes.len() * self.0.points);
+        let storage = self.0.launch(
+            "ms_deform_grad_sampling",
+            [(s1, l1), (s2, l2), (s3, l3)],
+            sizes,
+        )?;
+        Ok((storage, (b, q, heads, lp, 3).into()))
+    }
+}
+
+/// Whether [`Sampler`] runs for `value` (else the gather-based composite does): f32 evaluation
+/// on the CPU; on CUDA f32/f64 (with gradients) and bf16 evaluation, up to 8 levels.
+fn sampler_runs(value: &Tensor, levels: usize, train: bool) -> bool {
+    use candle::DType::{BF16, F32, F64};
+    let dtype = value.dtype();
+    if value.device().is_cpu() {
+        return !train && dtype == F32;
+    }
+    cfg!(feature = "cuda")
+        && value.device().is_cuda()
+        && levels <= 8
+        && (matches!(dtype, F32 | F64) || (dtype == BF16 && !train))
+}
+
+/// [`Sampler`] from differentiable candle ops (gathers through [`sample_bilinear`]), level by
+/// level: what the CPU trains with, and any device or dtype without a kernel runs.
+fn composite(
+    value: &Tensor,
+    loc: &Tensor,
+    weights: &Tensor,
+    shapes: &[(usize, usize)],
+    heads: usize,
+    points: usize,
+) -> Result<Tensor> {
+    let (b, q) = (loc.dim(0)?, loc.dim(1)?);
+    let dim = value.dim(2)?;
+    let dh = dim / heads;
+    let mut out: Option<Tensor> = None;
+    let mut start = 0;
+    for (level, &(h, w)) in shapes.iter().enumerate() {
+        // [B, h*w, dim] -> [B, heads, h*w, dh]
+        let v = value
+            .narrow(1, start, h * w)?
+            .reshape((b, h * w, heads, dh))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        start += h * w;
+        // [B, Q, heads, P, 2] -> [B, heads, Q*P, 2]
+        let loc = loc
+            .narrow(3, level * points, points)?
+            .transpose(1, 2)?
+            .reshape((b, heads, q * points, 2))?;
+        let sampled = sample_bilinear(&v, h, w, &loc)?;
+        // [B, Q, heads, P] -> [B, heads, Q*P, 1]
+        let aw = weights
+            .narrow(3, level * points, points)?
+            .transpose(1, 2)?
+            .reshape((b, heads, q * points, 1))?;
+        let level_out = sampled
+            .broadcast_mul(&aw)?
+            .reshape((b, heads, q, points, dh))?
+            .sum(3)?;
+        out = Some(match out {
+            None => level_out,
+            Some(acc) => (acc + level_out)?,
+        });
+    }
+    let Some(out) = out else {
+        candle::bail!("MSDeformAttn: no levels")
+    };
+    if start != value.dim(1)? {
+        candle::bail!(
+            "MSDeformAttn: shapes cover {start} of {} values",
+            value.dim(1)?
+        )
+    }
+    // [B, heads, Q, dh] -> [B, Q, dim]
+    out.transpose(1, 2)?.reshape((b, q, dim))
 }
 
 /// ultralytics `MSDeformAttn(d_model, n_levels, n_heads, n_points)` with 4-d (box) references.
@@ -210,9 +591,8 @@ impl MsDeformAttn {
         shapes: &[(usize, usize)],
         train: bool,
     ) -> Result<Tensor> {
-        let (b, q, dim) = query.dims3()?;
+        let (b, q, _) = query.dims3()?;
         let (heads, points) = (self.heads, self.points);
-        let dh = dim / heads;
         if shapes.len() != self.levels {
             candle::bail!(
                 "MSDeformAttn: {} levels given, built for {}",
@@ -236,61 +616,26 @@ impl MsDeformAttn {
         let loc =
             centre.broadcast_add(&(offsets.broadcast_mul(&size)? * (0.5 / points as f64))?)?;
 
-        if !train && value.device().is_cpu() && value.dtype() == candle::DType::F32 {
+        if sampler_runs(&value, shapes.len(), train) {
             let op = Sampler {
                 shapes: shapes.to_vec(),
                 heads,
                 points,
             };
-            let out = value.contiguous()?.apply_op3_no_bwd(
-                &loc.contiguous()?,
-                &weights.contiguous()?,
-                &op,
-            )?;
+            let (value, loc, weights) = (
+                value.contiguous()?,
+                loc.contiguous()?,
+                weights.contiguous()?,
+            );
+            let out = if train {
+                value.apply_op3(&loc, &weights, op)?
+            } else {
+                value.apply_op3_no_bwd(&loc, &weights, &op)?
+            };
             return self.output_proj.forward(&out);
         }
-        let mut out: Option<Tensor> = None;
-        let mut start = 0;
-        for (level, &(h, w)) in shapes.iter().enumerate() {
-            // [B, h*w, dim] -> [B, heads, h*w, dh]
-            let v = value
-                .narrow(1, start, h * w)?
-                .reshape((b, h * w, heads, dh))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            start += h * w;
-            // [B, Q, heads, P, 2] -> [B, heads, Q*P, 2]
-            let loc = loc
-                .narrow(3, level * points, points)?
-                .transpose(1, 2)?
-                .reshape((b, heads, q * points, 2))?;
-            let sampled = sample_bilinear(&v, h, w, &loc)?;
-            // [B, Q, heads, P] -> [B, heads, Q*P, 1]
-            let aw = weights
-                .narrow(3, level * points, points)?
-                .transpose(1, 2)?
-                .reshape((b, heads, q * points, 1))?;
-            let level_out = sampled
-                .broadcast_mul(&aw)?
-                .reshape((b, heads, q, points, dh))?
-                .sum(3)?;
-            out = Some(match out {
-                None => level_out,
-                Some(acc) => (acc + level_out)?,
-            });
-        }
-        let Some(out) = out else {
-            candle::bail!("MSDeformAttn: no levels")
-        };
-        if start != value.dim(1)? {
-            candle::bail!(
-                "MSDeformAttn: shapes cover {start} of {} values",
-                value.dim(1)?
-            )
-        }
-        // [B, heads, Q, dh] -> [B, Q, dim]
-        self.output_proj
-            .forward(&out.transpose(1, 2)?.reshape((b, q, dim))?)
+        let out = composite(&value, &loc, &weights, shapes, heads, points)?;
+        self.output_proj.forward(&out)
     }
 }
 
@@ -343,6 +688,72 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-4, "{diff}");
+    }
+
+    /// The backward pass of [`Sampler`] (what CUDA trains with; its CPU f32 versions mirror the
+    /// kernels) against autograd through the composite, with samples on and off the maps.
+    #[test]
+    fn sampler_gradients_equal_the_composite() {
+        use candle::{DType, Var};
+        let dev = Device::Cpu;
+        let shapes = [(5, 7), (3, 4), (2, 2)];
+        let (b, q, heads, points, dim) = (2, 6, 2, 3, 8);
+        let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
+        let lp = shapes.len() * points;
+        let value = Var::from_tensor(&Tensor::randn(0f32, 1., (b, s, dim), &dev).unwrap()).unwrap();
+        let loc =
+            Var::from_tensor(&Tensor::rand(-0.2f32, 1.2, (b, q, heads, lp, 2), &dev).unwrap())
+                .unwrap();
+        let weights =
+            Var::from_tensor(&Tensor::rand(0f32, 1., (b, q, heads, lp), &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f32, 1., (b, q, dim), &dev).unwrap();
+        let op = Sampler {
+            shapes: shapes.to_vec(),
+            heads,
+            points,
+        };
+        let ours = value.apply_op3(&loc, &weights, op).unwrap();
+        let reference = composite(&value, &loc, &weights, &shapes, heads, points).unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(max_diff(&ours, &reference) < 1e-5);
+        let grads = (ours * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let want = (reference * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, var) in [("value", &value), ("loc", &loc), ("weights", &weights)] {
+            let (got, want) = (grads.get(var).unwrap(), want.get(var).unwrap());
+            let scale = want
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let diff = max_diff(got, want);
+            assert!(
+                diff < 1e-4 * scale.max(1.0),
+                "{name}: {diff} (scale {scale})"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 use candle::{DType, Result, Tensor};
 
-/// `torch.topk(xs, k, dim=-1)` (largest first) of each row; candle has no top-k and its arg-sort
-/// fails on long rows on CUDA, so the scores go through the host. Equal values keep index order.
+/// `torch.topk(xs, k, dim=-1)` (largest first) of each row, compared as f32; equal values keep
+/// index order. candle has no top-k and its arg-sort fails on rows longer than 8192 on CUDA, so
+/// CUDA runs `kernels/topk.cu` (any row length, same order) and other devices sort on the host.
 ///
 /// # Shapes
 /// `xs: [B, N]` → `(values [B, k], indices [B, k] u32)`
@@ -9,6 +10,14 @@ pub fn topk(xs: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     let (b, n) = xs.dims2()?;
     if k > n {
         candle::bail!("topk: k = {k} exceeds the row length {n}")
+    }
+    if cfg!(feature = "cuda") && xs.device().is_cuda() {
+        let indices = xs
+            .to_dtype(DType::F32)?
+            .contiguous()?
+            .apply_op1_no_bwd(&TopK { k })?;
+        let values = xs.gather(&indices, 1)?;
+        return Ok((values, indices));
     }
     let rows: Vec<Vec<f32>> = xs.to_dtype(DType::F32)?.to_vec2()?;
     let mut indices = Vec::with_capacity(b * k);
@@ -25,6 +34,62 @@ pub fn topk(xs: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     let indices = Tensor::from_vec(indices, (b, k), xs.device())?;
     let values = xs.gather(&indices, 1)?;
     Ok((values, indices))
+}
+
+/// The top-k indices of `[B, N]` f32 scores on CUDA (`kernels/topk.cu`).
+struct TopK {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    k: usize,
+}
+
+impl candle::CustomOp1 for TopK {
+    fn name(&self) -> &'static str {
+        "topk"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle::CpuStorage,
+        _: &candle::Layout,
+    ) -> Result<(candle::CpuStorage, candle::Shape)> {
+        candle::bail!("topk: the CUDA kernel op runs on CUDA only (the CPU sorts on the host)")
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle::CudaStorage,
+        layout: &candle::Layout,
+    ) -> Result<(candle::CudaStorage, candle::Shape)> {
+        use candle::backend::BackendStorage;
+        use candle::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use candle::cuda_backend::WrapErr;
+        let (rows, n) = layout.shape().dims2()?;
+        let k = self.k;
+        let dev = storage.device();
+        let xs = crate::cuda::view(storage.as_cuda_slice::<f32>()?, layout)?;
+        let module = crate::cuda::TOPK;
+        let func = dev.get_or_load_custom_func("topk_f32", module.name, module.ptx)?;
+        // SAFETY: ranks are a permutation of 0..n, so each of the k ≤ n slots of a row is
+        // written exactly once.
+        let indices = unsafe { dev.alloc::<u32>((rows * k).max(1))? };
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(256) as u32, rows as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut builder = func.builder();
+        builder.arg(&xs);
+        builder.arg(&indices);
+        builder.arg(&n);
+        builder.arg(&k);
+        // SAFETY: the arguments match `topk_f32(const float*, uint32_t*, size_t, size_t)`.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok((
+            candle::CudaStorage::wrap_cuda_slice(indices, dev.clone()),
+            (rows, k).into(),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -46,6 +111,40 @@ mod tests {
             [[0.9, 0.9, 0.5], [3.0, 2.0, 1.0]]
         );
         assert!(topk(&xs, 6).is_err());
+    }
+
+    /// `kernels/topk.cu`'s ranking, mirrored: each element's rank is the number of larger
+    /// (total-order bits, complemented index) keys, and must give the host's order.
+    #[test]
+    fn cuda_kernel_ranking_equals_the_host_order() {
+        fn rank_key(v: f32, index: u32) -> u64 {
+            let bits = v.to_bits();
+            let key = if bits & 0x8000_0000 != 0 {
+                !bits
+            } else {
+                bits | 0x8000_0000
+            };
+            ((key as u64) << 32) | (0xFFFF_FFFF - index) as u64
+        }
+        let specials = [f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1.0, -1.0, 0.5];
+        let row: Vec<f32> = (0..500)
+            .map(|i| match (i * 37) % 23 {
+                j if j < specials.len() => specials[j],
+                j => j as f32 / 4.0 - 3.0,
+            })
+            .collect();
+        let keys: Vec<u64> = (0..row.len()).map(|i| rank_key(row[i], i as u32)).collect();
+        let k = 120;
+        let mut ranked = vec![u32::MAX; k];
+        for (i, &mine) in keys.iter().enumerate() {
+            let rank = keys.iter().filter(|&&other| other > mine).count();
+            if rank < k {
+                ranked[rank] = i as u32;
+            }
+        }
+        let xs = Tensor::from_vec(row.clone(), (1, row.len()), &Device::Cpu).unwrap();
+        let (_, indices) = topk(&xs, k).unwrap();
+        assert_eq!(indices.to_vec2::<u32>().unwrap()[0], ranked);
     }
 
     #[test]

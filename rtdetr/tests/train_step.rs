@@ -25,7 +25,12 @@ fn indices(t: &Tensor) -> Vec<usize> {
 
 #[test]
 fn loss_terms_and_weight_gradients_equal_the_reference() {
-    let dev = Device::Cpu;
+    check(&Device::Cpu);
+}
+
+/// The whole comparison on `dev` (the GPU suite runs it on CUDA).
+pub fn check(dev: &Device) {
+    let dev = dev.clone();
     let path = fixtures::data_dir().join("detector_tiny.weights.safetensors");
     let metadata = rtdetr::read_metadata(&path).unwrap();
     let cfg: ModelConfig = serde_json::from_str(&metadata[rtdetr::CONFIG_KEY]).unwrap();
