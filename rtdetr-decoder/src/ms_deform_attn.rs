@@ -1,5 +1,6 @@
 use candle::{DType, Result, Tensor, D};
 use candle_nn::{Init, Linear, Module, VarBuilder};
+use rayon::prelude::*;
 
 /// Bilinear sampling of `value` maps at normalised locations, as
 /// `F.grid_sample(value, 2·loc − 1, mode='bilinear', padding_mode='zeros', align_corners=False)`:
@@ -60,8 +61,8 @@ pub fn sample_bilinear(value: &Tensor, h: usize, w: usize, loc: &Tensor) -> Resu
 
 /// The whole sampling of [`MsDeformAttn`] in one pass: for each query and head, the
 /// attention-weighted sum of bilinear samples (as [`sample_bilinear`]) over levels and points.
-/// The CPU runs it for f32 evaluation only (training there uses the gather-based composite);
-/// CUDA runs `kernels/ms_deform.cu` for evaluation (f32, f64, bf16) and training (f32, f64),
+/// The CPU runs it for f32 (evaluation and training; the gather-based composite keeps about
+/// 400 MB of gathered copies per layer for a batch of 4); CUDA runs `kernels/ms_deform.cu` for evaluation (f32, f64, bf16) and training (f32, f64),
 /// with the backward pass of [`GradValue`] and [`GradSampling`].
 ///
 /// Operands: `value: [B, S, dim]`, `loc: [B, Q, heads, L·P, 2]`, `weights: [B, Q, heads, L·P]`,
@@ -87,7 +88,6 @@ impl candle::CustomOp3 for Sampler {
         s3: &candle::CpuStorage,
         l3: &candle::Layout,
     ) -> Result<(candle::CpuStorage, candle::Shape)> {
-        use rayon::prelude::*;
         fn slice<'a>(s: &'a candle::CpuStorage, l: &candle::Layout) -> Result<&'a [f32]> {
             match (s, l.contiguous_offsets()) {
                 (candle::CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
@@ -313,7 +313,7 @@ fn level_table(shapes: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
 }
 
 /// d[`Sampler`]/d`value`: operands `grad_out: [B, Q, dim]`, `loc`, `weights` → `[B, S, dim]`.
-/// The f32 CPU version mirrors `ms_deform_grad_value` and exists to test its index math.
+/// The f32 CPU version mirrors `ms_deform_grad_value`.
 struct GradValue(Sampler);
 
 impl candle::CustomOp3 for GradValue {
@@ -339,19 +339,25 @@ impl candle::CustomOp3 for GradValue {
         let levels = table.len();
         let dh = dim / heads;
         let mut out = vec![0f32; b * s * dim];
-        for (o, &g) in grad.iter().enumerate() {
-            let (bq, c) = (o / dim, o % dim);
-            let (head, batch) = (c / dh, bq / q);
-            for (level, &lv) in table.iter().enumerate() {
-                for p in 0..points {
-                    let i = ((bq * heads + head) * levels + level) * points + p;
-                    let aw = weights[i];
-                    for_each_corner(loc, i, lv, |token, wx, wy, _, _| {
-                        out[(batch * s + token) * dim + c] += g * (aw * wx * wy);
-                    });
+        // Images in parallel: each scatters only into its own value rows.
+        out.par_chunks_mut(s * dim)
+            .zip(grad.par_chunks(q * dim))
+            .enumerate()
+            .for_each(|(batch, (out, grad))| {
+                for (o, &g) in grad.iter().enumerate() {
+                    let (bq, c) = (batch * q + o / dim, o % dim);
+                    let head = c / dh;
+                    for (level, &lv) in table.iter().enumerate() {
+                        for p in 0..points {
+                            let i = ((bq * heads + head) * levels + level) * points + p;
+                            let aw = weights[i];
+                            for_each_corner(loc, i, lv, |token, wx, wy, _, _| {
+                                out[token * dim + c] += g * (aw * wx * wy);
+                            });
+                        }
+                    }
                 }
-            }
-        }
+            });
         Ok((candle::CpuStorage::F32(out), (b, s, dim).into()))
     }
 
@@ -379,7 +385,7 @@ impl candle::CustomOp3 for GradValue {
 
 /// d[`Sampler`]/d`loc` before the attention weight, and d[`Sampler`]/d`weights`: operands
 /// `value`, `loc`, `grad_out: [B, Q, dim]` → `[B, Q, heads, L·P, 3]`. The f32 CPU version
-/// mirrors `ms_deform_grad_sampling` and exists to test its index math.
+/// mirrors `ms_deform_grad_sampling`.
 struct GradSampling(Sampler);
 
 impl candle::CustomOp3 for GradSampling {
@@ -407,7 +413,7 @@ impl candle::CustomOp3 for GradSampling {
         let dh = dim / heads;
         let samples = b * q * heads * levels * points;
         let mut out = vec![0f32; samples * 3];
-        for i in 0..samples {
+        out.par_chunks_mut(3).enumerate().for_each(|(i, out)| {
             let level = (i / points) % levels;
             let head = (i / (points * levels)) % heads;
             let bq = i / (points * levels * heads);
@@ -422,8 +428,8 @@ impl candle::CustomOp3 for GradSampling {
                 gx += sx * wy * dot;
                 gy += wx * sy * dot;
             });
-            out[3 * i..3 * i + 3].copy_from_slice(&[gx * w as f32, gy * h as f32, gw]);
-        }
+            out.copy_from_slice(&[gx * w as f32, gy * h as f32, gw]);
+        });
         Ok((
             candle::CpuStorage::F32(out),
             (b, q, heads, levels * points, 3).into(),
@@ -453,13 +459,13 @@ impl candle::CustomOp3 for GradSampling {
     }
 }
 
-/// Whether [`Sampler`] runs for `value` (else the gather-based composite does): f32 evaluation
-/// on the CPU; on CUDA f32/f64 (with gradients) and bf16 evaluation, up to 8 levels.
+/// Whether [`Sampler`] runs for `value` (else the gather-based composite does): f32 on the CPU
+/// (with gradients); on CUDA f32/f64 (with gradients) and bf16 evaluation, up to 8 levels.
 fn sampler_runs(value: &Tensor, levels: usize, train: bool) -> bool {
     use candle::DType::{BF16, F32, F64};
     let dtype = value.dtype();
     if value.device().is_cpu() {
-        return !train && dtype == F32;
+        return dtype == F32;
     }
     cfg!(feature = "cuda")
         && value.device().is_cuda()
@@ -468,7 +474,7 @@ fn sampler_runs(value: &Tensor, levels: usize, train: bool) -> bool {
 }
 
 /// [`Sampler`] from differentiable candle ops (gathers through [`sample_bilinear`]), level by
-/// level: what the CPU trains with, and any device or dtype without a kernel runs.
+/// level: what any device or dtype without a kernel runs (f64 on the CPU).
 fn composite(
     value: &Tensor,
     loc: &Tensor,
