@@ -1,4 +1,4 @@
-//! Depthwise 2-D convolution as a direct CPU kernel.
+//! Depthwise 2-D convolution as a direct kernel, on the CPU and on CUDA.
 //!
 //! candle runs a grouped convolution as one convolution per group followed by a `cat`, which
 //! for depthwise layers is 20× slower than a direct loop (and slower still backwards). On CUDA
