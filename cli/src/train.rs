@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use rtdetr::data::YoloDataset;
+use rtdetr::data::{Augment, YoloDataset};
 use rtdetr::train::{AugmentConfig, TrainConfig, Trainer};
 use rtdetr::{ModelConfig, Variant};
 
@@ -43,9 +43,15 @@ pub struct Args {
     /// Seed of initialisation, data order, augmentation and denoising noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// No augmentation (HSV jitter and horizontal flip otherwise).
+    /// No augmentation (otherwise mosaic, random affine, HSV jitter and horizontal flip).
     #[arg(long)]
     no_augment: bool,
+    /// Mosaic probability (0 turns it off).
+    #[arg(long, default_value_t = 1.0)]
+    mosaic: f32,
+    /// Mosaic is off for the last N epochs (0 keeps it on).
+    #[arg(long, default_value_t = 10)]
+    close_mosaic: usize,
     /// Output folder (default runs/train/expN, the first N free).
     #[arg(long)]
     save_dir: Option<PathBuf>,
@@ -142,11 +148,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 augment: if args.no_augment {
                     None
                 } else {
-                    TrainConfig::default().augment.or(Some(AugmentConfig {
-                        fliplr: 0.5,
-                        hsv: [0.015, 0.7, 0.4],
-                    }))
+                    Some(AugmentConfig {
+                        mosaic: args.mosaic,
+                        ..Augment::default().into()
+                    })
                 },
+                close_mosaic: args.close_mosaic,
                 ..TrainConfig::default()
             };
             let save_dir = args.save_dir.clone().unwrap_or_else(next_run_dir);

@@ -26,6 +26,8 @@ fn trainer(root: &Path, save: &Path, epochs: usize) -> Trainer {
         batch: 4,
         imgsz: 64,
         warmup_epochs: 1.0,
+        // mosaic in the first epoch, closed in the second
+        close_mosaic: 1,
         ..TrainConfig::default()
     };
     Trainer::new(

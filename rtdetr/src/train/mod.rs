@@ -11,4 +11,4 @@ pub use ema::Ema;
 pub use init::initialize;
 pub use optim::{clip_grad_norm, gradients, param_group, AdamW, ParamGroup};
 pub use schedule::Schedule;
-pub use trainer::{evaluate, AugmentConfig, EpochStats, TrainConfig, Trainer};
+pub use trainer::{evaluate, mosaic_open, AugmentConfig, EpochStats, TrainConfig, Trainer};

@@ -9,6 +9,7 @@ use rtdetr_decoder::{CdnNoise, GroundTruth};
 use serde::{Deserialize, Serialize};
 
 use crate::coco::{self, Summary};
+use crate::data::geometry::Affine;
 use crate::data::{mix_seed, spawn_epoch, Augment, Sample};
 use crate::postprocess::{postprocess, Filter};
 use crate::train::{clip_grad_norm, gradients, AdamW, Ema, Schedule};
@@ -41,15 +42,65 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Augmentation, none when `None`.
     pub augment: Option<AugmentConfig>,
+    /// Mosaic is off for the last `close_mosaic` epochs (all of them when `epochs ≤ close_mosaic`,
+    /// as ultralytics); 0 keeps it on.
+    #[serde(default)]
+    pub close_mosaic: usize,
 }
 
-/// Serializable [`Augment`].
+/// Serializable [`Augment`]. Fields missing from older run states read as 0 (off).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AugmentConfig {
     /// Horizontal flip probability.
     pub fliplr: f32,
     /// HSV gains.
     pub hsv: [f32; 3],
+    /// Mosaic probability.
+    #[serde(default)]
+    pub mosaic: f32,
+    /// Affine rotation range in degrees.
+    #[serde(default)]
+    pub degrees: f32,
+    /// Affine translation fraction.
+    #[serde(default)]
+    pub translate: f32,
+    /// Affine scale gain.
+    #[serde(default)]
+    pub scale: f32,
+    /// Affine shear range in degrees.
+    #[serde(default)]
+    pub shear: f32,
+}
+
+impl AugmentConfig {
+    /// The loader's view of these settings.
+    pub fn augment(&self) -> Augment {
+        Augment {
+            fliplr: self.fliplr,
+            hsv: self.hsv,
+            mosaic: self.mosaic,
+            affine: Affine {
+                degrees: self.degrees,
+                translate: self.translate,
+                scale: self.scale,
+                shear: self.shear,
+            },
+        }
+    }
+}
+
+impl From<Augment> for AugmentConfig {
+    fn from(a: Augment) -> Self {
+        Self {
+            fliplr: a.fliplr,
+            hsv: a.hsv,
+            mosaic: a.mosaic,
+            degrees: a.affine.degrees,
+            translate: a.affine.translate,
+            scale: a.affine.scale,
+            shear: a.affine.shear,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -67,10 +118,8 @@ impl Default for TrainConfig {
             weight_decay: 0.0005,
             max_norm: 10.0,
             seed: 0,
-            augment: Some(AugmentConfig {
-                fliplr: a.fliplr,
-                hsv: a.hsv,
-            }),
+            augment: Some(a.into()),
+            close_mosaic: 10,
         }
     }
 }
@@ -314,16 +363,14 @@ impl Trainer {
             let j = ((rng.uniform() * (i + 1) as f64) as usize).min(i);
             order.swap(i, j);
         }
-        let aug = cfg.augment.map(|a| Augment {
-            fliplr: a.fliplr,
-            hsv: a.hsv,
-        });
+        let aug = cfg.augment.map(|a| a.augment());
         let batches = spawn_epoch(
             self.train.clone(),
             order,
             cfg.batch,
             cfg.imgsz,
             aug,
+            self.mosaic_on(epoch),
             mix_seed(&[seed, epoch as u64, 2]),
             self.device.clone(),
         );
@@ -397,6 +444,13 @@ impl Trainer {
         }
         self.save(improved)?;
         Ok(stats)
+    }
+
+    /// Whether epoch `epoch` uses mosaic: not in the last `close_mosaic` epochs (ultralytics closes
+    /// it once `epoch ≥ epochs − close_mosaic`, so never when `epochs ≤ close_mosaic`).
+    pub fn mosaic_on(&self, epoch: usize) -> bool {
+        let cfg = &self.state.train;
+        mosaic_open(epoch, cfg.epochs, cfg.close_mosaic)
     }
 
     /// Total loss and the main-layer (giou, cls, l1) values.
@@ -565,6 +619,11 @@ impl Trainer {
     }
 }
 
+/// Whether `epoch` of `epochs` uses mosaic with `close_mosaic` (see [`Trainer::mosaic_on`]).
+pub fn mosaic_open(epoch: usize, epochs: usize, close_mosaic: usize) -> bool {
+    close_mosaic == 0 || (epoch as i64) < epochs as i64 - close_mosaic as i64
+}
+
 /// mAP of `model` on `samples` (images stretched to `imgsz`, predictions at conf 0.001 and up to
 /// 300 per image, boxes in original pixels), with the COCO evaluator.
 pub fn evaluate(
@@ -648,4 +707,21 @@ pub fn evaluate(
         }
     }
     coco::evaluate(&gt, &detections).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mosaic_open;
+
+    #[test]
+    fn mosaic_closes_for_the_last_epochs() {
+        let on: Vec<bool> = (0..12).map(|e| mosaic_open(e, 12, 10)).collect();
+        assert_eq!(on.iter().filter(|&&b| b).count(), 2);
+        assert!(on[0] && on[1] && !on[2]);
+        assert!(
+            (0..5).all(|e| !mosaic_open(e, 5, 10)),
+            "epochs ≤ close_mosaic: never"
+        );
+        assert!((0..5).all(|e| mosaic_open(e, 5, 0)));
+    }
 }
