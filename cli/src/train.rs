@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use rtdetr::data::{Augment, YoloDataset};
+use rtdetr::data::{open_split, Augment, YoloDataset};
 use rtdetr::train::{AugmentConfig, TrainConfig, Trainer};
 use rtdetr::{ModelConfig, Variant};
 
@@ -10,7 +10,9 @@ use crate::device;
 /// Arguments of `rtdetr train`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Dataset: an ultralytics data.yaml (YOLO labels beside the images).
+    /// Dataset: an ultralytics data.yaml (YOLO labels beside the images), or a COCO
+    /// instances_train*.json (images in ../images/<name>, ../<name> or beside it; val from the
+    /// instances_val*.json next to it).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Model variant: s, m, l or xl.
@@ -99,9 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let data = meta
                 .get("data")
                 .context("the run does not record its dataset")?;
-            let train =
-                YoloDataset::from_yaml(Path::new(data), "train").map_err(anyhow::Error::msg)?;
-            let val = YoloDataset::from_yaml(Path::new(data), "val").map_err(anyhow::Error::msg)?;
+            let train = open_split(Path::new(data), "train").map_err(anyhow::Error::msg)?;
+            let val = open_split(Path::new(data), "val").map_err(anyhow::Error::msg)?;
             Trainer::resume(dir.clone(), train.samples, val.samples, dev)?
         }
         None => {
@@ -112,8 +113,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
                 bail!("--imgsz {} is not a positive multiple of 32", args.imgsz);
             }
-            let train = YoloDataset::from_yaml(data_path, "train").map_err(anyhow::Error::msg)?;
-            let val = YoloDataset::from_yaml(data_path, "val").map_err(anyhow::Error::msg)?;
+            let train = open_split(data_path, "train").map_err(anyhow::Error::msg)?;
+            let val = open_split(data_path, "val").map_err(anyhow::Error::msg)?;
             report(&train, "train");
             report(&val, "val");
             if train.samples.is_empty() {

@@ -74,4 +74,57 @@ fn train_one_epoch_then_validate_the_checkpoint() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["rectangle", "ellipse"]);
+
+    // The same val split as COCO instances (ids 1, 2) with its image folder gives the same mAP.
+    let val_set = rtdetr::data::YoloDataset::from_yaml(&data.join("data.yaml"), "val").unwrap();
+    let mut images = Vec::new();
+    let mut annotations = Vec::new();
+    for (i, s) in val_set.samples.iter().enumerate() {
+        let name = s.image.file_name().unwrap().to_string_lossy().to_string();
+        images.push(serde_json::json!({"id": i + 1, "file_name": name, "width": 64, "height": 64}));
+        for l in &s.labels {
+            let [cx, cy, w, h] = l.bbox.map(|v| v as f64 * 64.0);
+            annotations.push(serde_json::json!({
+                "id": annotations.len() + 1, "image_id": i + 1, "category_id": l.class + 1,
+                "bbox": [cx - w / 2.0, cy - h / 2.0, w, h], "area": w * h, "iscrowd": 0}));
+        }
+    }
+    let coco = serde_json::json!({"images": images, "annotations": annotations, "categories":
+        [{"id": 1, "name": "rectangle"}, {"id": 2, "name": "ellipse"}]});
+    std::fs::create_dir_all(data.join("annotations")).unwrap();
+    let json = data.join("annotations/instances_val.json");
+    std::fs::write(&json, coco.to_string()).unwrap();
+    let out_coco = dir.path().join("val_coco.json");
+    let val = Command::new(bin)
+        .args([
+            "val",
+            "--imgsz",
+            "64",
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+            "--weights",
+        ])
+        .arg(run.join("best.safetensors"))
+        .arg("--data")
+        .arg(&json)
+        .arg("--json")
+        .arg(&out_coco)
+        .output()
+        .unwrap();
+    assert!(
+        val.status.success(),
+        "{}",
+        String::from_utf8_lossy(&val.stderr)
+    );
+    let coco_report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_coco).unwrap()).unwrap();
+    for key in ["map50_95", "map50"] {
+        let (a, b) = (
+            report[key].as_f64().unwrap(),
+            coco_report[key].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-6, "{key}: yaml {a}, coco {b}");
+    }
 }
