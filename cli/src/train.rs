@@ -54,10 +54,15 @@ pub struct Args {
     /// Mosaic is off for the last N epochs (0 keeps it on).
     #[arg(long, default_value_t = 10)]
     close_mosaic: usize,
+    /// Also save the training state every N optimizer steps within an epoch, so that a killed run
+    /// resumes mid-epoch (0: at epoch ends only).
+    #[arg(long, default_value_t = 0)]
+    save_period_steps: u64,
     /// Output folder (default runs/train/expN, the first N free).
     #[arg(long)]
     save_dir: Option<PathBuf>,
-    /// Continue the run in this folder from its last completed epoch.
+    /// Continue the run in this folder from its last saved state (an epoch end, or an optimizer
+    /// step within an epoch with --save-period-steps).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N.
@@ -155,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     })
                 },
                 close_mosaic: args.close_mosaic,
+                save_period_steps: args.save_period_steps,
                 ..TrainConfig::default()
             };
             let save_dir = args.save_dir.clone().unwrap_or_else(next_run_dir);

@@ -118,11 +118,14 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
 
 /// The batches of one epoch in `order`, decoded on a background thread (images of a batch in
 /// parallel) and handed over through a two-batch queue, so the model does not wait on decoding.
-/// With `aug`, each image goes through [`load_augmented`] (mosaic only when `mosaic`).
+/// With `aug`, each image goes through [`load_augmented`] (mosaic only when `mosaic`). `order`
+/// starts at batch `first_batch` of the epoch (after a mid-epoch resume), which keeps the
+/// augmentation draws of every batch.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_epoch(
     samples: Arc<Vec<Sample>>,
     order: Vec<usize>,
+    first_batch: usize,
     batch: usize,
     size: usize,
     aug: Option<Augment>,
@@ -132,7 +135,8 @@ pub fn spawn_epoch(
 ) -> Receiver<Result<Batch, String>> {
     let (tx, rx) = sync_channel(2);
     std::thread::spawn(move || {
-        for (bi, chunk) in order.chunks(batch).enumerate() {
+        for (k, chunk) in order.chunks(batch).enumerate() {
+            let bi = first_batch + k;
             let loaded: Vec<Result<_, String>> = chunk
                 .par_iter()
                 .enumerate()

@@ -46,6 +46,10 @@ pub struct TrainConfig {
     /// as ultralytics); 0 keeps it on.
     #[serde(default)]
     pub close_mosaic: usize,
+    /// Within an epoch, the state is also saved every this many optimizer steps (0: only at
+    /// epoch ends), so a run killed mid-epoch resumes from its last such step.
+    #[serde(default)]
+    pub save_period_steps: u64,
 }
 
 /// Serializable [`Augment`]. Fields missing from older run states read as 0 (off).
@@ -120,6 +124,7 @@ impl Default for TrainConfig {
             seed: 0,
             augment: Some(a.into()),
             close_mosaic: 10,
+            save_period_steps: 0,
         }
     }
 }
@@ -152,10 +157,24 @@ struct RunState {
     next_epoch: usize,
     optimizer_steps: u64,
     ema_updates: u64,
+    /// −∞ before the first validation (written as JSON `null`).
+    #[serde(deserialize_with = "null_is_minus_infinity")]
     best_fitness: f64,
     history: Vec<EpochStats>,
     #[serde(default)]
     notes: std::collections::BTreeMap<String, String>,
+    /// Batches of `next_epoch` already done (a mid-epoch save), 0 at epoch ends.
+    #[serde(default)]
+    batch_in_epoch: usize,
+    /// Sums of the main-layer losses over those batches.
+    #[serde(default)]
+    epoch_sums: [f64; 3],
+}
+
+fn null_is_minus_infinity<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 /// A training run: model, optimizer, EMA and data, writing into `save_dir`.
@@ -171,6 +190,7 @@ pub struct Trainer {
     device: Device,
     save_dir: PathBuf,
     state: RunState,
+    stop_at_step: Option<u64>,
 }
 
 fn error(message: String) -> candle::Error {
@@ -248,6 +268,8 @@ impl Trainer {
             best_fitness: f64::NEG_INFINITY,
             history: vec![],
             notes: Default::default(),
+            batch_in_epoch: 0,
+            epoch_sums: [0.0; 3],
         };
         Ok(Self {
             varmap,
@@ -261,6 +283,7 @@ impl Trainer {
             device,
             save_dir,
             state,
+            stop_at_step: None,
         })
     }
 
@@ -322,6 +345,17 @@ impl Trainer {
         Ok(t)
     }
 
+    /// Test hook that simulates a kill: `run_epoch` returns an error right after optimizer step
+    /// `step` (and its periodic save, if one falls there).
+    pub fn set_stop_at_step(&mut self, step: Option<u64>) {
+        self.stop_at_step = step;
+    }
+
+    /// Batches of the current epoch already done (non-zero after resuming a mid-epoch save).
+    pub fn batches_done_in_epoch(&self) -> usize {
+        self.state.batch_in_epoch
+    }
+
     /// Epochs done so far.
     pub fn epochs_done(&self) -> usize {
         self.state.next_epoch
@@ -347,8 +381,9 @@ impl Trainer {
         &self.state.train
     }
 
-    /// Runs one epoch, validates the EMA weights and writes the checkpoints. `on_batch` is called
-    /// after every batch with (batch index, batches, mean [giou, cls, l1] so far).
+    /// Runs one epoch (or its rest, after resuming a mid-epoch save), validates the EMA weights
+    /// and writes the checkpoints. `on_batch` is called after every batch with (batch index,
+    /// batches, mean [giou, cls, l1] so far).
     pub fn run_epoch(
         &mut self,
         mut on_batch: impl FnMut(usize, usize, [f64; 3]),
@@ -364,9 +399,11 @@ impl Trainer {
             order.swap(i, j);
         }
         let aug = cfg.augment.map(|a| a.augment());
+        let start = self.state.batch_in_epoch;
         let batches = spawn_epoch(
             self.train.clone(),
-            order,
+            order[(start * cfg.batch).min(order.len())..].to_vec(),
+            start,
             cfg.batch,
             cfg.imgsz,
             aug,
@@ -377,8 +414,9 @@ impl Trainer {
         let vars = self.optimizer.vars();
         let mut acc: Vec<Option<Tensor>> = vec![None; vars.len()];
         let mut pending = 0;
-        let mut sums = [0f64; 3];
-        for (i, batch) in batches.iter().enumerate() {
+        let mut sums = self.state.epoch_sums;
+        for (k, batch) in batches.iter().enumerate() {
+            let i = start + k;
             let batch = batch.map_err(error)?;
             let ni = i + nb * epoch;
             self.optimizer.lr = self.schedule.lr(epoch, ni);
@@ -419,6 +457,20 @@ impl Trainer {
                 acc.iter_mut().for_each(|a| *a = None);
                 pending = 0;
                 self.ema.update(&self.varmap)?;
+                let steps = self.optimizer.steps();
+                let period = cfg.save_period_steps;
+                if period > 0 && steps.is_multiple_of(period) && i + 1 < nb {
+                    self.state.batch_in_epoch = i + 1;
+                    self.state.epoch_sums = sums;
+                    self.state.optimizer_steps = steps;
+                    self.state.ema_updates = self.ema.updates;
+                    self.save_state(epoch)?;
+                }
+                if self.stop_at_step == Some(steps) {
+                    return Err(error(format!(
+                        "stopped after optimizer step {steps} (epoch {epoch}, batch {i})"
+                    )));
+                }
             }
             let n = (i + 1) as f64;
             on_batch(i, nb, sums.map(|s| s / n));
@@ -436,6 +488,8 @@ impl Trainer {
         };
         self.state.history.push(stats.clone());
         self.state.next_epoch += 1;
+        self.state.batch_in_epoch = 0;
+        self.state.epoch_sums = [0.0; 3];
         self.state.optimizer_steps = self.optimizer.steps();
         self.state.ema_updates = self.ema.updates;
         let improved = stats.map50_95 > self.state.best_fitness;
@@ -577,6 +631,18 @@ impl Trainer {
             )
             .map_err(io)?;
         }
+        self.save_state(epoch)?;
+        self.write_results()
+    }
+
+    /// Writes `last.state.safetensors`: the weights, EMA, optimizer moments and the run state.
+    fn save_state(&self, epoch: usize) -> Result<()> {
+        let io = |e: std::io::Error| {
+            error(format!(
+                "writing checkpoints to {}: {e}",
+                self.save_dir.display()
+            ))
+        };
         let mut state: Vec<(String, Tensor)> = self
             .varmap
             .data()
@@ -598,7 +664,17 @@ impl Trainer {
             serde_json::to_string(&self.state).map_err(|e| error(e.to_string()))?,
         );
         checkpoint::save_atomic(&self.save_dir.join("last.state.safetensors"), &state, meta)
-            .map_err(io)?;
+            .map_err(io)
+    }
+
+    /// Writes `results.csv` atomically.
+    fn write_results(&self) -> Result<()> {
+        let io = |e: std::io::Error| {
+            error(format!(
+                "writing checkpoints to {}: {e}",
+                self.save_dir.display()
+            ))
+        };
         let mut csv = String::from("epoch,train/giou_loss,train/cls_loss,train/l1_loss,metrics/mAP50(B),metrics/mAP50-95(B),lr/pg0\n");
         for s in &self.state.history {
             csv.push_str(&format!(
