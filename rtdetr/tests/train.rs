@@ -54,7 +54,21 @@ fn checkpoints_and_exact_resume() {
     let first = run.run_epoch(|_, _, _| {}).unwrap();
     assert!(first.giou_loss.is_finite() && first.cls_loss.is_finite() && first.l1_loss.is_finite());
     assert!((0.0..=1.0).contains(&first.map50) || first.map50 == -1.0);
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let png = straight.join("results.png");
+    let first_png = inode(&png);
     run.run_epoch(|_, _, _| {}).unwrap();
+    // results.png: one panel per results.csv column, replaced by a rename (a new inode), no
+    // temporary file left behind
+    assert_ne!(inode(&png), first_png, "results.png rewritten in place");
+    let plot = image::open(&png).unwrap();
+    assert_eq!((plot.width(), plot.height()), rtdetr::train::plot::size(6));
+    let leftovers: Vec<_> = std::fs::read_dir(&straight)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     for file in [
         "last.safetensors",
         "best.safetensors",

@@ -4,6 +4,7 @@
 mod ema;
 mod init;
 mod optim;
+pub mod plot;
 mod schedule;
 mod trainer;
 

@@ -602,7 +602,8 @@ impl Trainer {
     }
 
     /// Writes `last.safetensors` (EMA weights), `best.safetensors` when `improved`,
-    /// `last.state.safetensors` (everything to resume) and `results.csv`, each atomically.
+    /// `last.state.safetensors` (everything to resume), `results.csv` and `results.png`, each
+    /// atomically.
     fn save(&self, improved: bool) -> Result<()> {
         let io = |e: std::io::Error| {
             error(format!(
@@ -667,7 +668,7 @@ impl Trainer {
             .map_err(io)
     }
 
-    /// Writes `results.csv` atomically.
+    /// Writes `results.csv` and `results.png` (one panel per column), each atomically.
     fn write_results(&self) -> Result<()> {
         let io = |e: std::io::Error| {
             error(format!(
@@ -691,7 +692,18 @@ impl Trainer {
         let tmp = self.save_dir.join(".results.csv.tmp");
         std::fs::write(&tmp, csv)
             .and_then(|()| std::fs::rename(&tmp, self.save_dir.join("results.csv")))
-            .map_err(io)
+            .map_err(io)?;
+        let h = &self.state.history;
+        let column = |f: fn(&EpochStats) -> f64| h.iter().map(f).collect::<Vec<f64>>();
+        let series = vec![
+            ("train/giou_loss".to_string(), column(|s| s.giou_loss)),
+            ("train/cls_loss".to_string(), column(|s| s.cls_loss)),
+            ("train/l1_loss".to_string(), column(|s| s.l1_loss)),
+            ("metrics/mAP50(B)".to_string(), column(|s| s.map50)),
+            ("metrics/mAP50-95(B)".to_string(), column(|s| s.map50_95)),
+            ("lr/pg0".to_string(), column(|s| s.lr)),
+        ];
+        crate::train::plot::write_png(&self.save_dir.join("results.png"), &series).map_err(io)
     }
 }
 
