@@ -70,7 +70,7 @@ fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), colour: 
 
 fn label(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-2 || v.abs() >= 1e4) {
-        format!("{v:.1e}")
+        format!("{v:.2e}")
     } else {
         format!("{v:.3}")
     }
