@@ -27,12 +27,15 @@ pub struct Args {
     /// Epochs.
     #[arg(long, default_value_t = 100)]
     epochs: usize,
-    /// Images per batch (gradients are accumulated to 64).
+    /// Images per batch (gradients are accumulated to --nbs).
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Training and validation size (a multiple of 32).
     #[arg(long, default_value_t = 640)]
     imgsz: usize,
+    /// Nominal batch size: gradients are accumulated over round(nbs/batch) batches.
+    #[arg(long, default_value_t = 64)]
+    nbs: usize,
     /// Initial learning rate (default 'auto': 0.002·5/(4+nc)).
     #[arg(long)]
     lr0: Option<f64>,
@@ -147,6 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 epochs: args.epochs,
                 batch: args.batch,
                 imgsz: args.imgsz,
+                nbs: args.nbs,
                 lr0: args.lr0,
                 cos_lr: args.cos_lr,
                 warmup_epochs: args.warmup_epochs,
