@@ -11,8 +11,8 @@ use crate::device;
 #[derive(clap::Args)]
 pub struct Args {
     /// Dataset: an ultralytics data.yaml (YOLO labels beside the images), or a COCO
-    /// instances_train*.json (images in ../images/<name>, ../<name> or beside it; val from the
-    /// instances_val*.json next to it).
+    /// `instances_train*.json` (images in `../images/NAME`, `../NAME` or beside it; val from the
+    /// `instances_val*.json` next to it).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Model variant: s, m, l or xl.
