@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use rtdetr::data::YoloDataset;
+use rtdetr::data::{open_split, Augment, YoloDataset};
 use rtdetr::train::{AugmentConfig, TrainConfig, Trainer};
 use rtdetr::{ModelConfig, Variant};
 
@@ -10,7 +10,9 @@ use crate::device;
 /// Arguments of `rtdetr train`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Dataset: an ultralytics data.yaml (YOLO labels beside the images).
+    /// Dataset: an ultralytics data.yaml (YOLO labels beside the images), or a COCO
+    /// `instances_train*.json` (images in `../images/NAME`, `../NAME` or beside it; val from the
+    /// `instances_val*.json` next to it).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Model variant: s, m, l or xl.
@@ -25,12 +27,15 @@ pub struct Args {
     /// Epochs.
     #[arg(long, default_value_t = 100)]
     epochs: usize,
-    /// Images per batch (gradients are accumulated to 64).
+    /// Images per batch (gradients are accumulated to --nbs).
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Training and validation size (a multiple of 32).
     #[arg(long, default_value_t = 640)]
     imgsz: usize,
+    /// Nominal batch size: gradients are accumulated over round(nbs/batch) batches.
+    #[arg(long, default_value_t = 64)]
+    nbs: usize,
     /// Initial learning rate (default 'auto': 0.002·5/(4+nc)).
     #[arg(long)]
     lr0: Option<f64>,
@@ -43,13 +48,24 @@ pub struct Args {
     /// Seed of initialisation, data order, augmentation and denoising noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// No augmentation (HSV jitter and horizontal flip otherwise).
+    /// No augmentation (otherwise mosaic, random affine, HSV jitter and horizontal flip).
     #[arg(long)]
     no_augment: bool,
+    /// Mosaic probability (0 turns it off).
+    #[arg(long, default_value_t = 1.0)]
+    mosaic: f32,
+    /// Mosaic is off for the last N epochs (0 keeps it on).
+    #[arg(long, default_value_t = 10)]
+    close_mosaic: usize,
+    /// Also save the training state every N optimizer steps within an epoch, so that a killed run
+    /// resumes mid-epoch (0: at epoch ends only).
+    #[arg(long, default_value_t = 0)]
+    save_period_steps: u64,
     /// Output folder (default runs/train/expN, the first N free).
     #[arg(long)]
     save_dir: Option<PathBuf>,
-    /// Continue the run in this folder from its last completed epoch.
+    /// Continue the run in this folder from its last saved state (an epoch end, or an optimizer
+    /// step within an epoch with --save-period-steps).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N.
@@ -93,9 +109,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let data = meta
                 .get("data")
                 .context("the run does not record its dataset")?;
-            let train =
-                YoloDataset::from_yaml(Path::new(data), "train").map_err(anyhow::Error::msg)?;
-            let val = YoloDataset::from_yaml(Path::new(data), "val").map_err(anyhow::Error::msg)?;
+            let train = open_split(Path::new(data), "train").map_err(anyhow::Error::msg)?;
+            let val = open_split(Path::new(data), "val").map_err(anyhow::Error::msg)?;
             Trainer::resume(dir.clone(), train.samples, val.samples, dev)?
         }
         None => {
@@ -106,8 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
                 bail!("--imgsz {} is not a positive multiple of 32", args.imgsz);
             }
-            let train = YoloDataset::from_yaml(data_path, "train").map_err(anyhow::Error::msg)?;
-            let val = YoloDataset::from_yaml(data_path, "val").map_err(anyhow::Error::msg)?;
+            let train = open_split(data_path, "train").map_err(anyhow::Error::msg)?;
+            let val = open_split(data_path, "val").map_err(anyhow::Error::msg)?;
             report(&train, "train");
             report(&val, "val");
             if train.samples.is_empty() {
@@ -135,6 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 epochs: args.epochs,
                 batch: args.batch,
                 imgsz: args.imgsz,
+                nbs: args.nbs,
                 lr0: args.lr0,
                 cos_lr: args.cos_lr,
                 warmup_epochs: args.warmup_epochs,
@@ -142,11 +158,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 augment: if args.no_augment {
                     None
                 } else {
-                    TrainConfig::default().augment.or(Some(AugmentConfig {
-                        fliplr: 0.5,
-                        hsv: [0.015, 0.7, 0.4],
-                    }))
+                    Some(AugmentConfig {
+                        mosaic: args.mosaic,
+                        ..Augment::default().into()
+                    })
                 },
+                close_mosaic: args.close_mosaic,
+                save_period_steps: args.save_period_steps,
                 ..TrainConfig::default()
             };
             let save_dir = args.save_dir.clone().unwrap_or_else(next_run_dir);

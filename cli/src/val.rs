@@ -14,7 +14,7 @@ pub struct Args {
     /// Weights to evaluate on the dataset's val split.
     #[arg(long, requires = "data", conflicts_with_all = ["gt", "predictions"])]
     weights: Option<PathBuf>,
-    /// Dataset: an ultralytics data.yaml.
+    /// Dataset: an ultralytics data.yaml or a COCO instances_*.json (its val split).
     #[arg(long, requires = "weights")]
     data: Option<PathBuf>,
     /// Validation size (a multiple of 32).
@@ -81,8 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (gt, summary) = match (&args.weights, &args.data, &args.gt, &args.predictions) {
         (Some(weights), Some(data), _, _) => {
             let dev = crate::device::parse(&args.device)?;
-            let val =
-                rtdetr::data::YoloDataset::from_yaml(data, "val").map_err(anyhow::Error::msg)?;
+            let val = rtdetr::data::open_split(data, "val").map_err(anyhow::Error::msg)?;
             for problem in &val.problems {
                 eprintln!("warning: {problem}");
             }

@@ -84,3 +84,119 @@ fn label_paths() {
         Path::new(&format!("{sep}d{sep}labels{sep}train{sep}x.txt"))
     );
 }
+
+#[test]
+fn coco_instances_with_an_image_folder() {
+    use rtdetr::data::{open_split, split_file};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("images/train")).unwrap();
+    std::fs::create_dir_all(root.join("annotations")).unwrap();
+    for (name, w, h) in [
+        ("a.png", 100, 50),
+        ("b.png", 40, 40),
+        ("c.png", 20, 10),
+        ("d.png", 8, 8),
+    ] {
+        image::RgbImage::new(w, h)
+            .save(root.join("images/train").join(name))
+            .unwrap();
+    }
+    // categories out of order and not contiguous: ids 1, 3, 7 → classes 0, 1, 2
+    let json = r#"{
+      "images": [
+        {"id": 1, "file_name": "a.png", "width": 100, "height": 50},
+        {"id": 2, "file_name": "b.png", "width": 40, "height": 40},
+        {"id": 3, "file_name": "c.png"},
+        {"id": 4, "file_name": "d.png", "width": 8, "height": 8},
+        {"id": 5, "file_name": "missing.png", "width": 8, "height": 8}
+      ],
+      "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 5, 20, 10]},
+        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 50], "iscrowd": 1},
+        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [50, 25, 0, 10]},
+        {"id": 4, "image_id": 3, "category_id": 3, "bbox": [0, 0, 10, 5]},
+        {"id": 5, "image_id": 4, "category_id": 9, "bbox": [0, 0, 4, 4]},
+        {"id": 6, "image_id": 9, "category_id": 1, "bbox": [0, 0, 4, 4]}
+      ],
+      "categories": [{"id": 7, "name": "bird"}, {"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}]
+    }"#;
+    write(&root.join("annotations/instances_train.json"), json);
+    write(&root.join("annotations/instances_val.json"), json);
+    let path = root.join("annotations/instances_train.json");
+    assert_eq!(
+        split_file(&path, "val"),
+        root.join("annotations/instances_val.json")
+    );
+    let data = open_split(&path, "train").unwrap();
+    assert_eq!(data.names, ["cat", "dog", "bird"]);
+    let files: Vec<String> = data
+        .samples
+        .iter()
+        .map(|s| s.image.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        files,
+        ["a.png", "b.png", "c.png"],
+        "d: bad category, missing file"
+    );
+    // a: the crowd box and the zero-width box are left out; xywh pixels → normalised cxcywh
+    assert_eq!(data.samples[0].labels.len(), 1);
+    assert_eq!(data.samples[0].labels[0].class, 2);
+    let want = [
+        (10.0 + 20.0 / 2.0) / 100.0,
+        (5.0 + 10.0 / 2.0) / 50.0,
+        20.0 / 100.0,
+        10.0 / 50.0,
+    ];
+    for (g, w) in data.samples[0].labels[0].bbox.iter().zip(want) {
+        assert!((*g as f64 - w).abs() < 1e-7, "{g} vs {w}");
+    }
+    assert!(data.samples[1].labels.is_empty(), "b is a background image");
+    assert_eq!(data.backgrounds(), 1);
+    // c has no size in the json: read from the file (20×10)
+    let c = data.samples[2].labels[0].bbox;
+    assert!(
+        (c[0] - 0.25).abs() < 1e-7 && (c[1] - 0.25).abs() < 1e-7,
+        "{c:?}"
+    );
+    let messages: Vec<String> = data.problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("category 9 is not listed")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("names image 9")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("missing file")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("d.png") && m.contains("skipped")),
+        "{messages:?}"
+    );
+    assert!(messages
+        .iter()
+        .all(|m| m.contains("instances_train.json") || m.contains("d.png")));
+    // the val split: instances_val.json, its images in images/val
+    std::fs::create_dir_all(root.join("images/val")).unwrap();
+    std::fs::copy(
+        root.join("images/train/a.png"),
+        root.join("images/val/a.png"),
+    )
+    .unwrap();
+    let val = open_split(&path, "val").unwrap();
+    assert_eq!(val.samples.len(), 1);
+    assert_eq!(
+        val.samples[0].image,
+        root.join("annotations/../images/val/a.png")
+    );
+    let err = open_split(&root.join("annotations/nothing_train.json"), "val").unwrap_err();
+    assert!(err.contains("no val split"), "{err}");
+}

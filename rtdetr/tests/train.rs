@@ -26,6 +26,8 @@ fn trainer(root: &Path, save: &Path, epochs: usize) -> Trainer {
         batch: 4,
         imgsz: 64,
         warmup_epochs: 1.0,
+        // mosaic in the first epoch, closed in the second
+        close_mosaic: 1,
         ..TrainConfig::default()
     };
     Trainer::new(
@@ -52,7 +54,21 @@ fn checkpoints_and_exact_resume() {
     let first = run.run_epoch(|_, _, _| {}).unwrap();
     assert!(first.giou_loss.is_finite() && first.cls_loss.is_finite() && first.l1_loss.is_finite());
     assert!((0.0..=1.0).contains(&first.map50) || first.map50 == -1.0);
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let png = straight.join("results.png");
+    let first_png = inode(&png);
     run.run_epoch(|_, _, _| {}).unwrap();
+    // results.png: one panel per results.csv column, replaced by a rename (a new inode), no
+    // temporary file left behind
+    assert_ne!(inode(&png), first_png, "results.png rewritten in place");
+    let plot = image::open(&png).unwrap();
+    assert_eq!((plot.width(), plot.height()), rtdetr::train::plot::size(6));
+    let leftovers: Vec<_> = std::fs::read_dir(&straight)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     for file in [
         "last.safetensors",
         "best.safetensors",
@@ -94,5 +110,86 @@ fn checkpoints_and_exact_resume() {
         differing.len(),
         a.len(),
         &differing[..differing.len().min(12)]
+    );
+}
+
+#[test]
+fn killed_mid_epoch_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data, 8, 2, 64, 2).unwrap();
+    let yaml = data.join("data.yaml");
+    let make = |save: &Path| {
+        let train = YoloDataset::from_yaml(&yaml, "train").unwrap();
+        let val = YoloDataset::from_yaml(&yaml, "val").unwrap();
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch: 2,
+            imgsz: 64,
+            // accumulation over 2 batches after the warm-up
+            nbs: 4,
+            warmup_epochs: 1.0,
+            close_mosaic: 1,
+            save_period_steps: 1,
+            ..TrainConfig::default()
+        };
+        Trainer::new(
+            tiny_config(),
+            cfg,
+            train.names,
+            train.samples,
+            val.samples,
+            None,
+            save.to_path_buf(),
+            Device::Cpu,
+        )
+        .unwrap()
+    };
+    let straight = dir.path().join("straight");
+    let mut run = make(&straight);
+    run.run_epoch(|_, _, _| {}).unwrap();
+    run.run_epoch(|_, _, _| {}).unwrap();
+
+    // Killed after optimizer steps 2 (epoch 0) and then 5 (epoch 1), resumed each time.
+    let killed = dir.path().join("killed");
+    let mut run = make(&killed);
+    run.set_stop_at_step(Some(2));
+    assert!(run.run_epoch(|_, _, _| {}).is_err());
+    drop(run);
+    let resume = || {
+        let train = YoloDataset::from_yaml(&yaml, "train").unwrap();
+        let val = YoloDataset::from_yaml(&yaml, "val").unwrap();
+        Trainer::resume(killed.clone(), train.samples, val.samples, Device::Cpu).unwrap()
+    };
+    let mut run = resume();
+    assert_eq!(run.epochs_done(), 0);
+    assert!(run.batches_done_in_epoch() > 0, "resumed mid-epoch");
+    run.set_stop_at_step(Some(5));
+    run.run_epoch(|_, _, _| {}).unwrap();
+    assert!(run.run_epoch(|_, _, _| {}).is_err());
+    drop(run);
+    let mut run = resume();
+    assert_eq!(run.epochs_done(), 1);
+    assert!(run.batches_done_in_epoch() > 0, "resumed mid-epoch");
+    run.run_epoch(|_, _, _| {}).unwrap();
+    assert_eq!(run.epochs_done(), 2);
+
+    let a =
+        candle::safetensors::load(straight.join("last.state.safetensors"), &Device::Cpu).unwrap();
+    let b = candle::safetensors::load(killed.join("last.state.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(a.len(), b.len());
+    let differing: Vec<&String> = a
+        .iter()
+        .filter(|(k, t)| fixtures::check_close(&b[*k], t, fixtures::Tol::Exact, k).is_err())
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} tensors differ: {differing:?}",
+        differing.len()
+    );
+    assert_eq!(
+        std::fs::read_to_string(straight.join("results.csv")).unwrap(),
+        std::fs::read_to_string(killed.join("results.csv")).unwrap()
     );
 }

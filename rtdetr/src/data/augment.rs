@@ -1,7 +1,8 @@
-//! The per-image augmentations of the RT-DETR trainer without mosaic: HSV jitter and horizontal
-//! flip (ultralytics `RandomHSV(0.015, 0.7, 0.4)` and `RandomFlip(0.5)`), applied to an image
-//! already stretched to the training size.
+//! The colour and flip augmentations of the RT-DETR trainer: HSV jitter and horizontal flip
+//! (ultralytics `RandomHSV(0.015, 0.7, 0.4)` and `RandomFlip(0.5)`), applied last, to an image of
+//! the training size (after mosaic and affine, see [`crate::data::geometry`]).
 
+use crate::data::geometry::Affine;
 use crate::data::Label;
 
 /// Augmentation strengths (ultralytics defaults).
@@ -11,6 +12,10 @@ pub struct Augment {
     pub fliplr: f32,
     /// Hue, saturation and value gains (`hsv_h`, `hsv_s`, `hsv_v`).
     pub hsv: [f32; 3],
+    /// Probability of a 4-image mosaic (`mosaic`) while mosaic is not closed.
+    pub mosaic: f32,
+    /// The random affine (`degrees`, `translate`, `scale`, `shear`).
+    pub affine: Affine,
 }
 
 impl Default for Augment {
@@ -18,6 +23,8 @@ impl Default for Augment {
         Self {
             fliplr: 0.5,
             hsv: [0.015, 0.7, 0.4],
+            mosaic: 1.0,
+            affine: Affine::default(),
         }
     }
 }
@@ -69,20 +76,23 @@ pub fn augment(
     aug: &Augment,
     mut uniform: impl FnMut() -> f32,
 ) {
-    let gains: Vec<f32> = aug
+    // r = U(-1, 1)·gains; 8.3.79+ LUTs: hue shifted by r0·180 (mod 180), saturation and value
+    // scaled by 1 + r, truncated to integers, saturation 0 kept at 0.
+    let r: Vec<f64> = aug
         .hsv
         .iter()
-        .map(|g| (uniform() * 2.0 - 1.0) * g + 1.0)
+        .map(|&g| (uniform() as f64 * 2.0 - 1.0) * g as f64)
         .collect();
     if aug.hsv.iter().any(|&g| g > 0.0) {
         let hue: Vec<f32> = (0..256)
-            .map(|x| ((x as f32 * gains[0]) as i32).rem_euclid(180) as f32)
+            .map(|x| (x as f64 + r[0] * 180.0).rem_euclid(180.0).floor() as f32)
             .collect();
-        let sat: Vec<f32> = (0..256)
-            .map(|x| (x as f32 * gains[1]).clamp(0.0, 255.0))
+        let mut sat: Vec<f32> = (0..256)
+            .map(|x| (x as f64 * (r[1] + 1.0)).clamp(0.0, 255.0).floor() as f32)
             .collect();
+        sat[0] = 0.0;
         let val: Vec<f32> = (0..256)
-            .map(|x| (x as f32 * gains[2]).clamp(0.0, 255.0))
+            .map(|x| (x as f64 * (r[2] + 1.0)).clamp(0.0, 255.0).floor() as f32)
             .collect();
         for px in pixels.chunks_exact_mut(3) {
             let (h, s, v) = rgb_to_hsv(px[0], px[1], px[2]);
@@ -136,6 +146,7 @@ mod tests {
         let aug = Augment {
             fliplr: 1.0,
             hsv: [0.0; 3],
+            ..Augment::default()
         };
         augment(&mut px, 2, &mut labels, &aug, || 0.5);
         assert_eq!(px[..6], [0, 0, 255, 255, 0, 0]);

@@ -5,6 +5,7 @@ mod ema;
 mod init;
 mod loss;
 mod optim;
+pub mod plot;
 mod schedule;
 mod trainer;
 
@@ -13,4 +14,4 @@ pub use init::initialize;
 pub use loss::detection_loss;
 pub use optim::{clip_grad_norm, gradients, param_group, AdamW, ParamGroup};
 pub use schedule::Schedule;
-pub use trainer::{evaluate, AugmentConfig, EpochStats, TrainConfig, Trainer};
+pub use trainer::{evaluate, mosaic_open, AugmentConfig, EpochStats, TrainConfig, Trainer};

@@ -9,6 +9,7 @@ use rtdetr_decoder::{CdnNoise, GroundTruth};
 use serde::{Deserialize, Serialize};
 
 use crate::coco::{self, Summary};
+use crate::data::geometry::Affine;
 use crate::data::{mix_seed, spawn_epoch, Augment, Sample};
 use crate::postprocess::{postprocess, Filter};
 use crate::train::{clip_grad_norm, detection_loss, gradients, AdamW, Ema, Schedule};
@@ -41,15 +42,69 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Augmentation, none when `None`.
     pub augment: Option<AugmentConfig>,
+    /// Mosaic is off for the last `close_mosaic` epochs (all of them when `epochs ≤ close_mosaic`,
+    /// as ultralytics); 0 keeps it on.
+    #[serde(default)]
+    pub close_mosaic: usize,
+    /// Within an epoch, the state is also saved every this many optimizer steps (0: only at
+    /// epoch ends), so a run killed mid-epoch resumes from its last such step.
+    #[serde(default)]
+    pub save_period_steps: u64,
 }
 
-/// Serializable [`Augment`].
+/// Serializable [`Augment`]. Fields missing from older run states read as 0 (off).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AugmentConfig {
     /// Horizontal flip probability.
     pub fliplr: f32,
     /// HSV gains.
     pub hsv: [f32; 3],
+    /// Mosaic probability.
+    #[serde(default)]
+    pub mosaic: f32,
+    /// Affine rotation range in degrees.
+    #[serde(default)]
+    pub degrees: f32,
+    /// Affine translation fraction.
+    #[serde(default)]
+    pub translate: f32,
+    /// Affine scale gain.
+    #[serde(default)]
+    pub scale: f32,
+    /// Affine shear range in degrees.
+    #[serde(default)]
+    pub shear: f32,
+}
+
+impl AugmentConfig {
+    /// The loader's view of these settings.
+    pub fn augment(&self) -> Augment {
+        Augment {
+            fliplr: self.fliplr,
+            hsv: self.hsv,
+            mosaic: self.mosaic,
+            affine: Affine {
+                degrees: self.degrees,
+                translate: self.translate,
+                scale: self.scale,
+                shear: self.shear,
+            },
+        }
+    }
+}
+
+impl From<Augment> for AugmentConfig {
+    fn from(a: Augment) -> Self {
+        Self {
+            fliplr: a.fliplr,
+            hsv: a.hsv,
+            mosaic: a.mosaic,
+            degrees: a.affine.degrees,
+            translate: a.affine.translate,
+            scale: a.affine.scale,
+            shear: a.affine.shear,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -67,10 +122,9 @@ impl Default for TrainConfig {
             weight_decay: 0.0005,
             max_norm: 10.0,
             seed: 0,
-            augment: Some(AugmentConfig {
-                fliplr: a.fliplr,
-                hsv: a.hsv,
-            }),
+            augment: Some(a.into()),
+            close_mosaic: 10,
+            save_period_steps: 0,
         }
     }
 }
@@ -103,10 +157,24 @@ struct RunState {
     next_epoch: usize,
     optimizer_steps: u64,
     ema_updates: u64,
+    /// −∞ before the first validation (written as JSON `null`).
+    #[serde(deserialize_with = "null_is_minus_infinity")]
     best_fitness: f64,
     history: Vec<EpochStats>,
     #[serde(default)]
     notes: std::collections::BTreeMap<String, String>,
+    /// Batches of `next_epoch` already done (a mid-epoch save), 0 at epoch ends.
+    #[serde(default)]
+    batch_in_epoch: usize,
+    /// Sums of the main-layer losses over those batches.
+    #[serde(default)]
+    epoch_sums: [f64; 3],
+}
+
+fn null_is_minus_infinity<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 /// A training run: model, optimizer, EMA and data, writing into `save_dir`.
@@ -122,6 +190,7 @@ pub struct Trainer {
     device: Device,
     save_dir: PathBuf,
     state: RunState,
+    stop_at_step: Option<u64>,
 }
 
 fn error(message: String) -> candle::Error {
@@ -199,6 +268,8 @@ impl Trainer {
             best_fitness: f64::NEG_INFINITY,
             history: vec![],
             notes: Default::default(),
+            batch_in_epoch: 0,
+            epoch_sums: [0.0; 3],
         };
         Ok(Self {
             varmap,
@@ -212,6 +283,7 @@ impl Trainer {
             device,
             save_dir,
             state,
+            stop_at_step: None,
         })
     }
 
@@ -273,6 +345,17 @@ impl Trainer {
         Ok(t)
     }
 
+    /// Test hook that simulates a kill: `run_epoch` returns an error right after optimizer step
+    /// `step` (and its periodic save, if one falls there).
+    pub fn set_stop_at_step(&mut self, step: Option<u64>) {
+        self.stop_at_step = step;
+    }
+
+    /// Batches of the current epoch already done (non-zero after resuming a mid-epoch save).
+    pub fn batches_done_in_epoch(&self) -> usize {
+        self.state.batch_in_epoch
+    }
+
     /// Epochs done so far.
     pub fn epochs_done(&self) -> usize {
         self.state.next_epoch
@@ -298,8 +381,9 @@ impl Trainer {
         &self.state.train
     }
 
-    /// Runs one epoch, validates the EMA weights and writes the checkpoints. `on_batch` is called
-    /// after every batch with (batch index, batches, mean [giou, cls, l1] so far).
+    /// Runs one epoch (or its rest, after resuming a mid-epoch save), validates the EMA weights
+    /// and writes the checkpoints. `on_batch` is called after every batch with (batch index,
+    /// batches, mean [giou, cls, l1] so far).
     pub fn run_epoch(
         &mut self,
         mut on_batch: impl FnMut(usize, usize, [f64; 3]),
@@ -314,24 +398,25 @@ impl Trainer {
             let j = ((rng.uniform() * (i + 1) as f64) as usize).min(i);
             order.swap(i, j);
         }
-        let aug = cfg.augment.map(|a| Augment {
-            fliplr: a.fliplr,
-            hsv: a.hsv,
-        });
+        let aug = cfg.augment.map(|a| a.augment());
+        let start = self.state.batch_in_epoch;
         let batches = spawn_epoch(
             self.train.clone(),
-            order,
+            order[(start * cfg.batch).min(order.len())..].to_vec(),
+            start,
             cfg.batch,
             cfg.imgsz,
             aug,
+            self.mosaic_on(epoch),
             mix_seed(&[seed, epoch as u64, 2]),
             self.device.clone(),
         );
         let vars = self.optimizer.vars();
         let mut acc: Vec<Option<Tensor>> = vec![None; vars.len()];
         let mut pending = 0;
-        let mut sums = [0f64; 3];
-        for (i, batch) in batches.iter().enumerate() {
+        let mut sums = self.state.epoch_sums;
+        for (k, batch) in batches.iter().enumerate() {
+            let i = start + k;
             let batch = batch.map_err(error)?;
             let ni = i + nb * epoch;
             self.optimizer.lr = self.schedule.lr(epoch, ni);
@@ -372,6 +457,20 @@ impl Trainer {
                 acc.iter_mut().for_each(|a| *a = None);
                 pending = 0;
                 self.ema.update(&self.varmap)?;
+                let steps = self.optimizer.steps();
+                let period = cfg.save_period_steps;
+                if period > 0 && steps.is_multiple_of(period) && i + 1 < nb {
+                    self.state.batch_in_epoch = i + 1;
+                    self.state.epoch_sums = sums;
+                    self.state.optimizer_steps = steps;
+                    self.state.ema_updates = self.ema.updates;
+                    self.save_state(epoch)?;
+                }
+                if self.stop_at_step == Some(steps) {
+                    return Err(error(format!(
+                        "stopped after optimizer step {steps} (epoch {epoch}, batch {i})"
+                    )));
+                }
             }
             let n = (i + 1) as f64;
             on_batch(i, nb, sums.map(|s| s / n));
@@ -389,6 +488,8 @@ impl Trainer {
         };
         self.state.history.push(stats.clone());
         self.state.next_epoch += 1;
+        self.state.batch_in_epoch = 0;
+        self.state.epoch_sums = [0.0; 3];
         self.state.optimizer_steps = self.optimizer.steps();
         self.state.ema_updates = self.ema.updates;
         let improved = stats.map50_95 > self.state.best_fitness;
@@ -397,6 +498,13 @@ impl Trainer {
         }
         self.save(improved)?;
         Ok(stats)
+    }
+
+    /// Whether epoch `epoch` uses mosaic: not in the last `close_mosaic` epochs (ultralytics closes
+    /// it once `epoch ≥ epochs − close_mosaic`, so never when `epochs ≤ close_mosaic`).
+    pub fn mosaic_on(&self, epoch: usize) -> bool {
+        let cfg = &self.state.train;
+        mosaic_open(epoch, cfg.epochs, cfg.close_mosaic)
     }
 
     /// The EMA weights as an evaluation model (batch norms folded, RepConv fused).
@@ -452,7 +560,8 @@ impl Trainer {
     }
 
     /// Writes `last.safetensors` (EMA weights), `best.safetensors` when `improved`,
-    /// `last.state.safetensors` (everything to resume) and `results.csv`, each atomically.
+    /// `last.state.safetensors` (everything to resume), `results.csv` and `results.png`, each
+    /// atomically.
     fn save(&self, improved: bool) -> Result<()> {
         let io = |e: std::io::Error| {
             error(format!(
@@ -481,6 +590,18 @@ impl Trainer {
             )
             .map_err(io)?;
         }
+        self.save_state(epoch)?;
+        self.write_results()
+    }
+
+    /// Writes `last.state.safetensors`: the weights, EMA, optimizer moments and the run state.
+    fn save_state(&self, epoch: usize) -> Result<()> {
+        let io = |e: std::io::Error| {
+            error(format!(
+                "writing checkpoints to {}: {e}",
+                self.save_dir.display()
+            ))
+        };
         let mut state: Vec<(String, Tensor)> = self
             .varmap
             .data()
@@ -502,7 +623,17 @@ impl Trainer {
             serde_json::to_string(&self.state).map_err(|e| error(e.to_string()))?,
         );
         checkpoint::save_atomic(&self.save_dir.join("last.state.safetensors"), &state, meta)
-            .map_err(io)?;
+            .map_err(io)
+    }
+
+    /// Writes `results.csv` and `results.png` (one panel per column), each atomically.
+    fn write_results(&self) -> Result<()> {
+        let io = |e: std::io::Error| {
+            error(format!(
+                "writing checkpoints to {}: {e}",
+                self.save_dir.display()
+            ))
+        };
         let mut csv = String::from("epoch,train/giou_loss,train/cls_loss,train/l1_loss,metrics/mAP50(B),metrics/mAP50-95(B),lr/pg0\n");
         for s in &self.state.history {
             csv.push_str(&format!(
@@ -519,8 +650,24 @@ impl Trainer {
         let tmp = self.save_dir.join(".results.csv.tmp");
         std::fs::write(&tmp, csv)
             .and_then(|()| std::fs::rename(&tmp, self.save_dir.join("results.csv")))
-            .map_err(io)
+            .map_err(io)?;
+        let h = &self.state.history;
+        let column = |f: fn(&EpochStats) -> f64| h.iter().map(f).collect::<Vec<f64>>();
+        let series = vec![
+            ("train/giou_loss".to_string(), column(|s| s.giou_loss)),
+            ("train/cls_loss".to_string(), column(|s| s.cls_loss)),
+            ("train/l1_loss".to_string(), column(|s| s.l1_loss)),
+            ("metrics/mAP50(B)".to_string(), column(|s| s.map50)),
+            ("metrics/mAP50-95(B)".to_string(), column(|s| s.map50_95)),
+            ("lr/pg0".to_string(), column(|s| s.lr)),
+        ];
+        crate::train::plot::write_png(&self.save_dir.join("results.png"), &series).map_err(io)
     }
+}
+
+/// Whether `epoch` of `epochs` uses mosaic with `close_mosaic` (see [`Trainer::mosaic_on`]).
+pub fn mosaic_open(epoch: usize, epochs: usize, close_mosaic: usize) -> bool {
+    close_mosaic == 0 || (epoch as i64) < epochs as i64 - close_mosaic as i64
 }
 
 /// mAP of `model` on `samples` (images stretched to `imgsz`, predictions at conf 0.001 and up to
@@ -606,4 +753,21 @@ pub fn evaluate(
         }
     }
     coco::evaluate(&gt, &detections).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mosaic_open;
+
+    #[test]
+    fn mosaic_closes_for_the_last_epochs() {
+        let on: Vec<bool> = (0..12).map(|e| mosaic_open(e, 12, 10)).collect();
+        assert_eq!(on.iter().filter(|&&b| b).count(), 2);
+        assert!(on[0] && on[1] && !on[2]);
+        assert!(
+            (0..5).all(|e| !mosaic_open(e, 5, 10)),
+            "epochs ≤ close_mosaic: never"
+        );
+        assert!((0..5).all(|e| mosaic_open(e, 5, 0)));
+    }
 }
