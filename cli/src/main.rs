@@ -1,6 +1,7 @@
 //! `rtdetr`: one binary for RT-DETR with an EfficientNetV2 backbone.
 
 mod bench;
+mod convert;
 mod demo;
 mod detect;
 mod device;
@@ -35,6 +36,9 @@ enum Command {
     Bench(bench::Args),
     /// Print the layer table, parameter count and GFLOPs of a model variant.
     Info(info::Args),
+    /// Convert weights (ultralytics .pt, state dicts, official EfficientNetV2 .npy, timm,
+    /// torchvision, or a Hugging Face Hub download) to safetensors with this model's keys.
+    Convert(convert::Args),
     /// Evaluate COCO results against a COCO ground truth (mAP50-95, mAP50, per-class AP).
     Val(val::Args),
 }
@@ -64,5 +68,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Info(args) => info::run(args),
         Command::Val(args) => val::run(args),
+        Command::Convert(args) => convert::run(args),
     }
 }
