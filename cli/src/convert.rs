@@ -116,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
         .transpose()?;
     let checked = check(&shapes, &args.prefix, config, args.variant, args.nc)
-        .with_context(|| format!("{}: converted, but", input.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: converted, but {e:#}", input.display()))?;
     let dtype = match args.dtype {
         Dtype::F32 => DType::F32,
         Dtype::F16 => DType::F16,
@@ -179,6 +179,7 @@ pub fn check(
         .iter()
         .map(|(k, s)| (k.strip_prefix(prefix).unwrap_or(k).to_string(), s.clone()))
         .collect();
+    let inferring = config.is_none() && variant.is_none();
     let candidates: Vec<(String, effnetv2::Config)> = match (config, variant) {
         (Some(cfg), _) => vec![("custom".into(), cfg.backbone)],
         (None, Some(v)) => vec![(v.to_string(), v.backbone())],
@@ -201,10 +202,15 @@ pub fn check(
         }
         reports.push(format!("{name}: {report}"));
     }
-    bail!(
-        "the tensors load into no backbone ({})",
-        reports.join("; ")
-    )
+    if inferring {
+        bail!(
+            "its {} tensors (stem.0.weight {:?}) match none of the s, m, l, xl backbones \
+             (pass --variant or --config to see the differences)",
+            local.len(),
+            local.get("stem.0.weight")
+        )
+    }
+    bail!("the tensors do not load into the backbone: {}", reports.join("; "))
 }
 
 #[cfg(test)]

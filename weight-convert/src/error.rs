@@ -28,12 +28,12 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Any of the above, with the file it happened in.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {problem}", path.display())]
     InFile {
         /// The input file.
         path: PathBuf,
-        /// What went wrong.
-        source: Box<Error>,
+        /// What went wrong (in the message, not a separate cause, so it prints as one line).
+        problem: Box<Error>,
     },
 }
 
@@ -44,7 +44,7 @@ impl Error {
             e @ Error::InFile { .. } => e,
             e => Error::InFile {
                 path: path.into(),
-                source: Box::new(e),
+                problem: Box::new(e),
             },
         }
     }

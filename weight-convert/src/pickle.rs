@@ -204,6 +204,9 @@ struct Vm<'a> {
     stack: Vec<Id>,
     marks: Vec<usize>,
     memo: std::collections::HashMap<u64, Id>,
+    /// Items and bytes copied by interpreted constructors, bounded by the input size (a small
+    /// file must not make the VM copy a memoized list over and over).
+    copied: usize,
 }
 
 fn truncated(what: &str) -> Error {
@@ -223,7 +226,19 @@ impl<'a> Vm<'a> {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: std::collections::HashMap::new(),
+            copied: 0,
         }
+    }
+
+    fn charge(&mut self, n: usize) -> Result<()> {
+        self.copied = self.copied.saturating_add(n);
+        let limit = self.input.len().saturating_mul(8).saturating_add(1 << 16);
+        if self.copied > limit {
+            return Err(Error::Limit(format!(
+                "pickle copies over {limit} items in constructors"
+            )));
+        }
+        Ok(())
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
@@ -674,6 +689,7 @@ impl<'a> Vm<'a> {
             Some(Value::Tuple(v)) => v.clone(),
             _ => Vec::new(),
         };
+        self.charge(argv.len())?;
         match name.as_str() {
             "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor" => {
                 let what = "_rebuild_tensor";
@@ -699,7 +715,9 @@ impl<'a> Vm<'a> {
                 let mut entries = Vec::new();
                 if let Some(&init) = argv.first() {
                     if let Some(Value::List(items) | Value::Tuple(items)) = self.values.get(init) {
-                        for &pair in items.clone().iter() {
+                        let items = items.clone();
+                        self.charge(items.len())?;
+                        for &pair in items.iter() {
                             match self.values.get(pair) {
                                 Some(Value::Tuple(kv) | Value::List(kv)) if kv.len() == 2 => {
                                     entries.push((kv[0], kv[1]))
@@ -738,6 +756,7 @@ impl<'a> Vm<'a> {
                     Some(Value::Str(s)) => s.clone(),
                     _ => return Err(malformed("numpy.dtype without a type string")),
                 };
+                self.charge(descr.len())?;
                 self.push(Value::Dtype { descr, order: '=' })
             }
             "_codecs.encode" => {
@@ -745,6 +764,7 @@ impl<'a> Vm<'a> {
                     Some(Value::Str(s)) => s.clone(),
                     _ => return Err(malformed("_codecs.encode without a string")),
                 };
+                self.charge(text.len())?;
                 let bytes = text
                     .chars()
                     .map(|c| u8::try_from(u32::from(c)))
@@ -772,11 +792,15 @@ impl<'a> Vm<'a> {
         }
     }
 
-    fn usizes_arg(&self, args: &[Id], i: usize, what: &str) -> Result<Vec<usize>> {
+    fn usizes_arg(&mut self, args: &[Id], i: usize, what: &str) -> Result<Vec<usize>> {
         let id = self.arg(args, i, what)?;
-        let items = match self.values.get(id) {
-            Some(Value::Tuple(v) | Value::List(v)) => v,
+        let n = match self.values.get(id) {
+            Some(Value::Tuple(v) | Value::List(v)) => v.len(),
             _ => return Err(malformed(format!("{what}: argument {i} is not a tuple"))),
+        };
+        self.charge(n)?;
+        let Some(Value::Tuple(items) | Value::List(items)) = self.values.get(id) else {
+            return Err(malformed(format!("{what}: argument {i} is not a tuple")));
         };
         items
             .iter()
@@ -794,6 +818,7 @@ impl<'a> Vm<'a> {
             Some(Value::Tuple(v)) => v.clone(),
             _ => Vec::new(),
         };
+        self.charge(state_items.len())?;
         match self.values.get(target) {
             Some(Value::Array(_)) => {
                 // ndarray.__setstate__((version, shape, dtype, is_fortran, data)), version optional.

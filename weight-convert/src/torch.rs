@@ -176,16 +176,32 @@ impl<'a> TorchZip<'a> {
     /// (each module's parameters, then its persistent buffers, then its children).
     pub fn module_state_dict(&self, module: Id) -> Result<Vec<(String, Id)>> {
         let mut out = Vec::new();
-        self.walk(module, "", 0, &mut out)?;
+        // Shared submodules make the tree a DAG: bound the visits and the key text, or a small
+        // file could describe exponentially many paths.
+        let mut budget = Budget {
+            visits: self.pickle.values.len(),
+            key_bytes: self.budget,
+        };
+        self.walk(module, "", 0, &mut out, &mut budget)?;
         Ok(out)
     }
 
-    fn walk(&self, module: Id, prefix: &str, depth: usize, out: &mut Vec<(String, Id)>) -> Result<()> {
+    fn walk(
+        &self,
+        module: Id,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<(String, Id)>,
+        budget: &mut Budget,
+    ) -> Result<()> {
         if depth > MAX_MODULE_DEPTH {
             return Err(Error::Limit(format!(
                 "module tree deeper than {MAX_MODULE_DEPTH} (at {prefix})"
             )));
         }
+        budget.visits = budget.visits.checked_sub(1).ok_or_else(|| {
+            Error::Limit("module tree visits more modules than the pickle holds".into())
+        })?;
         let p = &self.pickle;
         let state = p
             .state(module)
@@ -207,7 +223,10 @@ impl<'a> TorchZip<'a> {
                 }
                 match p.get(v) {
                     Value::None => {}
-                    Value::Tensor(_) => out.push((format!("{prefix}{name}"), v)),
+                    Value::Tensor(_) => {
+                        budget.spend(prefix.len() + name.len())?;
+                        out.push((format!("{prefix}{name}"), v))
+                    }
                     _ => {
                         return Err(Error::Malformed(format!(
                             "{prefix}{name} is not a tensor"
@@ -224,9 +243,25 @@ impl<'a> TorchZip<'a> {
                 if matches!(p.get(v), Value::None) {
                     continue;
                 }
-                self.walk(v, &format!("{prefix}{name}."), depth + 1, out)?;
+                budget.spend(prefix.len() + name.len())?;
+                self.walk(v, &format!("{prefix}{name}."), depth + 1, out, budget)?;
             }
         }
+        Ok(())
+    }
+}
+
+struct Budget {
+    visits: usize,
+    key_bytes: usize,
+}
+
+impl Budget {
+    fn spend(&mut self, bytes: usize) -> Result<()> {
+        self.key_bytes = self
+            .key_bytes
+            .checked_sub(bytes)
+            .ok_or_else(|| Error::Limit("module tree key names exceed the file size".into()))?;
         Ok(())
     }
 }
