@@ -75,11 +75,9 @@ pub struct Checked {
 /// Runs `rtdetr convert`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let input = match &args.hub {
-        Some(repo) => weight_convert::hub::download(
-            repo,
-            args.revision.as_deref(),
-            args.input.as_deref(),
-        )?,
+        Some(repo) => {
+            weight_convert::hub::download(repo, args.revision.as_deref(), args.input.as_deref())?
+        }
         None => PathBuf::from(
             args.input
                 .as_deref()
@@ -210,7 +208,10 @@ pub fn check(
             local.get("stem.0.weight")
         )
     }
-    bail!("the tensors do not load into the backbone: {}", reports.join("; "))
+    bail!(
+        "the tensors do not load into the backbone: {}",
+        reports.join("; ")
+    )
 }
 
 #[cfg(test)]
@@ -257,8 +258,12 @@ mod tests {
             for ((key, shape), r) in list.iter().zip(renames) {
                 if let weight_convert::rename::Rename::To(to) = r {
                     let shape = if file.contains("official") {
-                        let t = candle::Tensor::zeros(shape.as_slice(), DType::F32, &candle::Device::Cpu)
-                            .unwrap();
+                        let t = candle::Tensor::zeros(
+                            shape.as_slice(),
+                            DType::F32,
+                            &candle::Device::Cpu,
+                        )
+                        .unwrap();
                         weight_convert::official::to_torch_layout(key, t)
                             .unwrap()
                             .dims()
@@ -269,7 +274,8 @@ mod tests {
                     shapes.insert(to, shape);
                 }
             }
-            let checked = check(&shapes, "", None, None, None).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            let checked =
+                check(&shapes, "", None, None, None).unwrap_or_else(|e| panic!("{file}: {e:#}"));
             assert_eq!(checked.variant, "s", "{file}");
             assert_eq!(checked.parameters, 19_847_248, "{file}");
         }

@@ -98,7 +98,10 @@ fn ultralytics_checkpoint_equals_the_f16_rounded_state_dict() {
     ]);
     ok(&run);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("(ultralytics)") && stdout.contains("3 classes"), "{stdout}");
+    assert!(
+        stdout.contains("(ultralytics)") && stdout.contains("3 classes"),
+        "{stdout}"
+    );
     assert_same(
         &load(&out),
         &expected("detector_tiny.weights.safetensors", DType::F16),
@@ -278,7 +281,9 @@ fn broken_files_fail_with_one_line_naming_the_file() {
         ("text.pt", b"this is not a checkpoint\n".to_vec()),
         (
             "huge.npy",
-            npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4000000000, 4000000000), }"),
+            npy_with_header(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4000000000, 4000000000), }",
+            ),
         ),
     ];
     let outdir = dir.path().join("out");
@@ -380,7 +385,10 @@ fn hub_download_through_a_loopback_server_then_offline_cache() {
     let run = convert_env(&args, &env);
     ok(&run);
     let seen = server.join().unwrap();
-    assert_eq!(seen[0], "/api/models/someone/effnet/revision/main", "{seen:?}");
+    assert_eq!(
+        seen[0], "/api/models/someone/effnet/revision/main",
+        "{seen:?}"
+    );
     assert!(seen[1..]
         .iter()
         .all(|p| p == "/someone/effnet/resolve/main/timm_tiny.safetensors"));

@@ -148,14 +148,11 @@ pub fn sniff(bytes: &[u8]) -> Result<Container> {
     }
     if bytes[0] == 0x80 {
         return Err(Error::Unsupported(
-            "a bare pickle (legacy torch.save before PyTorch 1.6?): re-save it with torch.save".into(),
+            "a bare pickle (legacy torch.save before PyTorch 1.6?): re-save it with torch.save"
+                .into(),
         ));
     }
-    let head: String = bytes
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let head: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Err(Error::Malformed(format!(
         "not a torch.save zip, .npy or safetensors file (starts with {head})"
     )))
@@ -176,7 +173,11 @@ pub fn convert_bytes(bytes: &[u8], opts: &Options) -> Result<Converted> {
         Container::Npy => (read_npy(bytes)?, Source::OfficialNpy),
         Container::Safetensors => (read_safetensors(bytes)?, Source::StateDict),
     };
-    let Read { names, mut tensors, metadata } = read;
+    let Read {
+        names,
+        mut tensors,
+        metadata,
+    } = read;
     let source = match (forced, kind) {
         (Some(Source::OfficialNpy), k) if k != Source::OfficialNpy => {
             return Err(Error::Unsupported(format!(
@@ -184,7 +185,9 @@ pub fn convert_bytes(bytes: &[u8], opts: &Options) -> Result<Converted> {
             )))
         }
         (Some(f), Source::OfficialNpy) if f != Source::OfficialNpy => {
-            return Err(Error::Unsupported(format!("--from {f}, but this is an .npy file")))
+            return Err(Error::Unsupported(format!(
+                "--from {f}, but this is an .npy file"
+            )))
         }
         (Some(Source::Ultralytics), k) if k != Source::Ultralytics => {
             return Err(Error::Unsupported(
@@ -412,7 +415,11 @@ fn read_safetensors(bytes: &[u8]) -> Result<Read> {
             Dtype::I16 => Elem::I16,
             Dtype::I32 => Elem::I32,
             Dtype::I64 => Elem::I64,
-            d => return Err(Error::Unsupported(format!("{name}: safetensors dtype {d:?}"))),
+            d => {
+                return Err(Error::Unsupported(format!(
+                    "{name}: safetensors dtype {d:?}"
+                )))
+            }
         };
         tensors.push(to_tensor(elem, false, false, view.shape(), view.data())?);
         names.push(name);

@@ -174,10 +174,7 @@ mod tests {
             .flat_map(|x| x.to_be_bytes())
             .collect();
         let t = to_tensor(Elem::F32, true, true, &[2, 3], &v).unwrap();
-        assert_eq!(
-            t.to_vec2::<f32>().unwrap(),
-            [[1., 2., 3.], [4., 5., 6.]]
-        );
+        assert_eq!(t.to_vec2::<f32>().unwrap(), [[1., 2., 3.], [4., 5., 6.]]);
         assert!(to_tensor(Elem::F32, false, false, &[2, 4], &v).is_err());
         assert!(to_tensor(Elem::F32, false, false, &[usize::MAX, 4], &v).is_err());
     }

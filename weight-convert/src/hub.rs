@@ -13,7 +13,8 @@ use crate::{Error, Result};
 pub const WEIGHT_ENDINGS: [&str; 5] = [".safetensors", ".pt", ".pth", ".npy", ".bin"];
 
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
 }
 
 /// The local path of `file` (or, if `None`, the repository's first weights file) of model
@@ -27,14 +28,11 @@ pub fn download(repo: &str, revision: Option<&str>, file: Option<&str>) -> Resul
         let file = file.ok_or_else(|| {
             Error::Hub("HF_HUB_OFFLINE is set: name the file in the repository".into())
         })?;
-        return Cache::from_env()
-            .repo(repo_ref)
-            .get(file)
-            .ok_or_else(|| {
-                Error::Hub(format!(
-                    "{repo}@{revision}/{file} is not in the cache and HF_HUB_OFFLINE is set"
-                ))
-            });
+        return Cache::from_env().repo(repo_ref).get(file).ok_or_else(|| {
+            Error::Hub(format!(
+                "{repo}@{revision}/{file} is not in the cache and HF_HUB_OFFLINE is set"
+            ))
+        });
     }
     let api = ApiBuilder::from_env()
         .with_progress(false)
@@ -55,7 +53,9 @@ pub fn download(repo: &str, revision: Option<&str>, file: Option<&str>) -> Resul
                         .map(|s| s.rfilename.clone())
                 })
                 .ok_or_else(|| {
-                    Error::Hub(format!("{repo}@{revision} holds no weights file ({WEIGHT_ENDINGS:?})"))
+                    Error::Hub(format!(
+                        "{repo}@{revision} holds no weights file ({WEIGHT_ENDINGS:?})"
+                    ))
                 })?
         }
     };

@@ -324,10 +324,7 @@ mod tests {
         let Npy::Array(t) = read(&bytes).unwrap() else {
             panic!()
         };
-        assert_eq!(
-            t.to_vec2::<f32>().unwrap(),
-            [[1., 2., 3.], [4., 5., 6.]]
-        );
+        assert_eq!(t.to_vec2::<f32>().unwrap(), [[1., 2., 3.], [4., 5., 6.]]);
     }
 
     #[test]
@@ -350,7 +347,10 @@ mod tests {
             b"".to_vec(),
             MAGIC.to_vec(),
             npy("{'descr': '<f4', 'shape': (2,", &[]),
-            npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,)}", &[0; 4]),
+            npy(
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,)}",
+                &[0; 4],
+            ),
             npy(&format!("{}1{}", "(".repeat(40), ")".repeat(40)), &[]),
         ] {
             assert!(read(&bytes).is_err());

@@ -168,8 +168,14 @@ mod tests {
     fn layouts() {
         let dev = candle::Device::Cpu;
         let k = Tensor::zeros((3, 3, 8, 16), candle::DType::F32, &dev).unwrap();
-        assert_eq!(to_torch_layout("a/kernel", k).unwrap().dims(), [16, 8, 3, 3]);
+        assert_eq!(
+            to_torch_layout("a/kernel", k).unwrap().dims(),
+            [16, 8, 3, 3]
+        );
         let dw = Tensor::zeros((3, 3, 8, 1), candle::DType::F32, &dev).unwrap();
-        assert_eq!(to_torch_layout("a/depthwise_kernel", dw).unwrap().dims(), [8, 1, 3, 3]);
+        assert_eq!(
+            to_torch_layout("a/depthwise_kernel", dw).unwrap().dims(),
+            [8, 1, 3, 3]
+        );
     }
 }

@@ -243,7 +243,10 @@ impl<'a> Vm<'a> {
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(|| truncated(what))?;
-        let s = self.input.get(self.pos..end).ok_or_else(|| truncated(what))?;
+        let s = self
+            .input
+            .get(self.pos..end)
+            .ok_or_else(|| truncated(what))?;
         self.pos = end;
         Ok(s)
     }
@@ -612,10 +615,7 @@ impl<'a> Vm<'a> {
                     self.push(Value::Persistent(pid))
                 }
                 b'p' => {
-                    let key = self
-                        .line()?
-                        .parse()
-                        .map_err(|_| malformed("bad PUT key"))?;
+                    let key = self.line()?.parse().map_err(|_| malformed("bad PUT key"))?;
                     self.memo_put(key)?
                 }
                 b'q' => {
@@ -631,10 +631,7 @@ impl<'a> Vm<'a> {
                     self.memo_put(key)?
                 }
                 b'g' => {
-                    let key = self
-                        .line()?
-                        .parse()
-                        .map_err(|_| malformed("bad GET key"))?;
+                    let key = self.line()?.parse().map_err(|_| malformed("bad GET key"))?;
                     self.memo_get(key)?
                 }
                 b'h' => {
@@ -729,14 +726,13 @@ impl<'a> Vm<'a> {
                 }
                 self.push(Value::Dict(entries));
             }
-            "numpy.core.multiarray._reconstruct" | "numpy._core.multiarray._reconstruct" => {
-                self.push(Value::Array(Array {
+            "numpy.core.multiarray._reconstruct" | "numpy._core.multiarray._reconstruct" => self
+                .push(Value::Array(Array {
                     shape: Vec::new(),
                     dtype: None,
                     fortran: false,
                     data: None,
-                }))
-            }
+                })),
             "numpy.core.numeric._frombuffer" | "numpy._core.numeric._frombuffer" => {
                 let what = "_frombuffer";
                 let data = self.arg(&argv, 0, what)?;

@@ -14,7 +14,9 @@ pub enum Rename {
 }
 
 /// Maps `(stage, index in stage)` pairs to the flat block index of our `blocks.N`.
-pub fn flat_blocks(pairs: impl IntoIterator<Item = (usize, usize)>) -> BTreeMap<(usize, usize), usize> {
+pub fn flat_blocks(
+    pairs: impl IntoIterator<Item = (usize, usize)>,
+) -> BTreeMap<(usize, usize), usize> {
     let mut pairs: Vec<_> = pairs.into_iter().collect();
     pairs.sort_unstable();
     pairs.dedup();

@@ -33,9 +33,7 @@ impl<'a> TorchZip<'a> {
             .into_iter()
             .filter(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
             .min_by_key(|n| n.len())
-            .ok_or_else(|| {
-                Error::Malformed("zip has no data.pkl: not a torch.save file".into())
-            })?;
+            .ok_or_else(|| Error::Malformed("zip has no data.pkl: not a torch.save file".into()))?;
         let prefix = pkl.trim_end_matches("data.pkl").to_string();
         let pickle = pickle::parse(&archive.read(&pkl)?)?;
         Ok(Self {
@@ -54,10 +52,14 @@ impl<'a> TorchZip<'a> {
             .seq(pid)
             .ok_or_else(|| Error::Malformed("persistent id is not a tuple".into()))?;
         let [tag, kind, key, _location, size, ..] = items else {
-            return Err(Error::Malformed("storage persistent id is too short".into()));
+            return Err(Error::Malformed(
+                "storage persistent id is too short".into(),
+            ));
         };
         if p.str(*tag) != Some("storage") {
-            return Err(Error::Unsupported("persistent id other than a storage".into()));
+            return Err(Error::Unsupported(
+                "persistent id other than a storage".into(),
+            ));
         }
         let kind = match p.get(*kind) {
             Value::Global { name, .. } => name.clone(),
@@ -95,7 +97,11 @@ impl<'a> TorchZip<'a> {
         };
         let pid = match self.pickle.get(view.storage) {
             Value::Persistent(pid) => *pid,
-            _ => return Err(Error::Malformed("tensor storage is not a persistent id".into())),
+            _ => {
+                return Err(Error::Malformed(
+                    "tensor storage is not a persistent id".into(),
+                ))
+            }
         };
         let key = self.storage(pid)?;
         let (elem, bytes) = &self.storages[&key];
@@ -206,7 +212,10 @@ impl<'a> TorchZip<'a> {
         let state = p
             .state(module)
             .ok_or_else(|| Error::Malformed(format!("module {prefix} has no state")))?;
-        let skip: Vec<&str> = match p.dict_get(state, "_non_persistent_buffers_set").map(|s| p.get(s)) {
+        let skip: Vec<&str> = match p
+            .dict_get(state, "_non_persistent_buffers_set")
+            .map(|s| p.get(s))
+        {
             Some(Value::Set(items)) => items.iter().filter_map(|&i| p.str(i)).collect(),
             _ => Vec::new(),
         };
@@ -215,9 +224,9 @@ impl<'a> TorchZip<'a> {
                 continue;
             };
             for &(k, v) in entries {
-                let name = p
-                    .str(k)
-                    .ok_or_else(|| Error::Malformed(format!("{prefix}{field} key is not a string")))?;
+                let name = p.str(k).ok_or_else(|| {
+                    Error::Malformed(format!("{prefix}{field} key is not a string"))
+                })?;
                 if field == "_buffers" && skip.contains(&name) {
                     continue;
                 }
@@ -227,19 +236,15 @@ impl<'a> TorchZip<'a> {
                         budget.spend(prefix.len() + name.len())?;
                         out.push((format!("{prefix}{name}"), v))
                     }
-                    _ => {
-                        return Err(Error::Malformed(format!(
-                            "{prefix}{name} is not a tensor"
-                        )))
-                    }
+                    _ => return Err(Error::Malformed(format!("{prefix}{name} is not a tensor"))),
                 }
             }
         }
         if let Some(children) = p.dict_get(state, "_modules").and_then(|d| p.dict(d)) {
             for &(k, v) in children {
-                let name = p
-                    .str(k)
-                    .ok_or_else(|| Error::Malformed(format!("{prefix}_modules key is not a string")))?;
+                let name = p.str(k).ok_or_else(|| {
+                    Error::Malformed(format!("{prefix}_modules key is not a string"))
+                })?;
                 if matches!(p.get(v), Value::None) {
                     continue;
                 }
