@@ -256,7 +256,7 @@ fn hostile_pickles_run_nothing() {
 
 fn npy_with_header(header: &str) -> Vec<u8> {
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

@@ -860,7 +860,7 @@ impl<'a> Vm<'a> {
 }
 
 fn pairs(items: &[Id]) -> Result<Vec<(Id, Id)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(malformed("odd number of dict items"));
     }
     Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
