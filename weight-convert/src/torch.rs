@@ -22,6 +22,7 @@ pub struct TorchZip<'a> {
     pub pickle: Pickle,
     storages: HashMap<String, (Elem, Vec<u8>)>,
     budget: usize,
+    big_endian: bool,
 }
 
 impl<'a> TorchZip<'a> {
@@ -36,6 +37,9 @@ impl<'a> TorchZip<'a> {
             .ok_or_else(|| Error::Malformed("zip has no data.pkl: not a torch.save file".into()))?;
         let prefix = pkl.trim_end_matches("data.pkl").to_string();
         let pickle = pickle::parse(&archive.read(&pkl)?)?;
+        // torch writes `byteorder` ("little" or "big"); files from before it existed are little.
+        let order = format!("{prefix}byteorder");
+        let big_endian = archive.names()?.contains(&order) && archive.read(&order)? == b"big";
         Ok(Self {
             archive,
             prefix,
@@ -43,6 +47,7 @@ impl<'a> TorchZip<'a> {
             storages: HashMap::new(),
             // Views may repeat storage elements, and f16 storages widen later: bound the total.
             budget: bytes.len().saturating_mul(2).saturating_add(1 << 20),
+            big_endian,
         })
     }
 
@@ -167,7 +172,7 @@ impl<'a> TorchZip<'a> {
             }
         }
         self.budget -= out_bytes;
-        to_tensor(*elem, false, false, &view.size, &data)
+        to_tensor(*elem, self.big_endian, false, &view.size, &data)
     }
 
     /// Whether `id` is a pickled `nn.Module` (an object whose state has `_modules`).
