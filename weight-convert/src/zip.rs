@@ -14,6 +14,7 @@ const MAX_RATIO: u64 = 1032;
 /// A zip archive held in memory.
 pub struct Archive<'a> {
     zip: zip::ZipArchive<Cursor<&'a [u8]>>,
+    len: usize,
 }
 
 impl std::fmt::Debug for Archive<'_> {
@@ -32,7 +33,10 @@ impl<'a> Archive<'a> {
     /// Opens the archive (reads its central directory).
     pub fn new(bytes: &'a [u8]) -> Result<Self> {
         let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(zip_error)?;
-        Ok(Self { zip })
+        Ok(Self {
+            zip,
+            len: bytes.len(),
+        })
     }
 
     /// Entry names in archive order.
@@ -60,7 +64,8 @@ impl<'a> Archive<'a> {
         }
         let size = usize::try_from(size)
             .map_err(|_| Error::Limit(format!("zip entry {name} is too large")))?;
-        let mut out = Vec::with_capacity(size);
+        // Both sizes are declared, not measured: reserve no more than the archive itself.
+        let mut out = Vec::with_capacity(size.min(self.len));
         (&mut entry)
             .take(size as u64)
             .read_to_end(&mut out)
