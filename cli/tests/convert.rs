@@ -410,3 +410,28 @@ fn hub_download_through_a_loopback_server_then_offline_cache() {
     ok(&run);
     assert_same(&load(&out), &want, "");
 }
+
+/// last.pt during training: `model` is None and `ema` holds the module; class names as a list.
+#[test]
+fn ema_module_of_a_training_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let out = dir.path().join("last.safetensors");
+    let run = convert(&[
+        data("convert/ultralytics_last.pt").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    ok(&run);
+    assert!(String::from_utf8_lossy(&run.stdout).contains("(ultralytics)"));
+    assert_same(
+        &load(&out),
+        &expected("backbone_tiny.weights.safetensors", DType::F16),
+        "",
+    );
+    let meta = rtdetr::read_metadata(&out).unwrap();
+    assert_eq!(meta["names"], r#"{"0":"a","1":"b"}"#);
+    assert_eq!(meta["imgsz"], "64");
+}

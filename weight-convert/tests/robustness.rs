@@ -13,7 +13,8 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixtures::data_dir().join("convert").join(name)).unwrap()
 }
 
-const FILES: [&str; 7] = [
+const FILES: [&str; 8] = [
+    "ultralytics_last.pt",
     "ultralytics_best.pt",
     "backbone_state_dict.pt",
     "official_tiny.npy",
@@ -91,7 +92,7 @@ proptest! {
 
     #[test]
     fn mutated_checkpoint_pickles_never_panic(
-        file in 0..2usize,
+        file in 0..3usize,
         edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..8),
         cut in prop::option::of(any::<Index>()),
     ) {
