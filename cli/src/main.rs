@@ -3,6 +3,7 @@
 mod allocator;
 mod bench;
 mod bench_train;
+mod convert;
 mod demo;
 mod detect;
 mod device;
@@ -37,6 +38,9 @@ enum Command {
     Bench(bench::Args),
     /// Print the layer table, parameter count and GFLOPs of a model variant.
     Info(info::Args),
+    /// Convert weights (ultralytics .pt, state dicts, official EfficientNetV2 .npy, timm,
+    /// torchvision, or a Hugging Face Hub download) to safetensors with this model's keys.
+    Convert(convert::Args),
     /// Evaluate COCO results against a COCO ground truth (mAP50-95, mAP50, per-class AP).
     Val(val::Args),
 }
@@ -67,5 +71,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Info(args) => info::run(args),
         Command::Val(args) => val::run(args),
+        Command::Convert(args) => convert::run(args),
     }
 }
