@@ -162,17 +162,7 @@ pub fn write_png(path: &Path, series: &[(String, Vec<f64>)]) -> std::io::Result<
         image::ImageFormat::Png,
     )
     .map_err(std::io::Error::other)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plot");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::checkpoint::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

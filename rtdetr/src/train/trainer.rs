@@ -647,10 +647,7 @@ impl Trainer {
                 s.lr
             ));
         }
-        let tmp = self.save_dir.join(".results.csv.tmp");
-        std::fs::write(&tmp, csv)
-            .and_then(|()| std::fs::rename(&tmp, self.save_dir.join("results.csv")))
-            .map_err(io)?;
+        checkpoint::write_atomic(&self.save_dir.join("results.csv"), csv.as_bytes()).map_err(io)?;
         let h = &self.state.history;
         let column = |f: fn(&EpochStats) -> f64| h.iter().map(f).collect::<Vec<f64>>();
         let series = vec![
