@@ -220,36 +220,42 @@ impl ConvGemm {
             let (image, band) = (job / bands, job % bands);
             let oy0 = band * band_rows;
             let n = (band_rows.min(g.oh - oy0)) * g.ow;
-            BAND.with(|buffer| {
-                let mut buffer = buffer.borrow_mut();
-                buffer.resize(rows * n.max(band_rows * g.ow), 0.0);
-                let buffer = &mut buffer[..rows * n];
-                unfold_band(g, &xs[image * image_len..][..image_len], oy0, buffer);
-                // SAFETY: dst is the o×n block at column oy0·OW of image `image`'s o×cols
-                // row-major output, which no other band writes; lhs is o×rows row-major, rhs
-                // rows×n row-major, each inside its slice.
-                unsafe {
-                    gemm::gemm(
-                        o,
-                        n,
-                        rows,
-                        dst.at(image * o * cols + oy0 * g.ow),
-                        1,
-                        cols as isize,
-                        false,
-                        weight.as_ptr(),
-                        1,
-                        rows as isize,
-                        buffer.as_ptr(),
-                        1,
-                        n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        parallelism,
-                    );
+            // Taken out of the thread-local for the product: a parallel gemm lets this thread
+            // steal another band while it waits, and that band must not find the cell borrowed.
+            let mut buffer = BAND.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+            buffer.resize(rows * n.max(band_rows * g.ow), 0.0);
+            let band_buffer = &mut buffer[..rows * n];
+            unfold_band(g, &xs[image * image_len..][..image_len], oy0, band_buffer);
+            // SAFETY: dst is the o×n block at column oy0·OW of image `image`'s o×cols row-major
+            // output, which no other band writes; lhs is o×rows row-major, rhs rows×n row-major,
+            // each inside its slice.
+            unsafe {
+                gemm::gemm(
+                    o,
+                    n,
+                    rows,
+                    dst.at(image * o * cols + oy0 * g.ow),
+                    1,
+                    cols as isize,
+                    false,
+                    weight.as_ptr(),
+                    1,
+                    rows as isize,
+                    band_buffer.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+            BAND.with(|cell| {
+                let mut kept = cell.borrow_mut();
+                if kept.capacity() < buffer.capacity() {
+                    *kept = buffer;
                 }
             });
         });
