@@ -124,34 +124,44 @@ impl Normalize {
                 g
             }
         };
-        // Σ dz and Σ dz·x̂ per channel.
-        let sums: Vec<(f64, f64)> = (0..channels)
-            .into_par_iter()
-            .map(|c| {
-                let (mean, inv_std) = (self.mean[c], self.inv_std(c));
-                channel_planes(xs, channels, plane, c)
-                    .zip(channel_planes(grad, channels, plane, c))
-                    .flat_map(|(x, g)| x.iter().zip(g))
-                    .fold((0.0, 0.0), |(s, sx), (x, g)| {
-                        let xhat = (x.to_f64() - mean) * inv_std;
-                        let d = dz(c, xhat, g.to_f64());
-                        (s + d, sx + d * xhat)
-                    })
-            })
-            .collect();
         let mut out = vec![T::zero(); xs.len() + 2 * channels];
         let (dx, params) = out.split_at_mut(xs.len());
-        dx.par_chunks_mut(plane)
+        // First pass, plane by plane: dz into dx, and the plane's Σ dz and Σ dz·x̂.
+        let partial: Vec<(f64, f64)> = dx
+            .par_chunks_mut(plane)
             .zip(xs.par_chunks(plane).zip(grad.par_chunks(plane)))
             .enumerate()
-            .for_each(|(i, (dx, (xs, grad)))| {
+            .map(|(i, (dx, (xs, grad)))| {
+                let c = i % channels;
+                let (mean, inv_std) = (self.mean[c], self.inv_std(c));
+                let (mut sum, mut sum_xhat) = (0.0, 0.0);
+                for ((d, &x), &g) in dx.iter_mut().zip(xs).zip(grad) {
+                    let xhat = (x.to_f64() - mean) * inv_std;
+                    let z = dz(c, xhat, g.to_f64());
+                    *d = T::from_f64(z);
+                    sum += z;
+                    sum_xhat += z * xhat;
+                }
+                (sum, sum_xhat)
+            })
+            .collect();
+        let mut sums = vec![(0.0, 0.0); channels];
+        for (i, (s, sx)) in partial.into_iter().enumerate() {
+            sums[i % channels].0 += s;
+            sums[i % channels].1 += sx;
+        }
+        // Second pass: dx = weight·inv_std·(dz − mean(dz) − x̂·mean(dz·x̂)).
+        dx.par_chunks_mut(plane)
+            .zip(xs.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (dx, xs))| {
                 let c = i % channels;
                 let (mean, inv_std) = (self.mean[c], self.inv_std(c));
                 let (sum, sum_xhat) = (sums[c].0 / n, sums[c].1 / n);
                 let k = weight[c] * inv_std;
-                for ((d, &x), &g) in dx.iter_mut().zip(xs).zip(grad) {
+                for (d, &x) in dx.iter_mut().zip(xs) {
                     let xhat = (x.to_f64() - mean) * inv_std;
-                    *d = T::from_f64(k * (dz(c, xhat, g.to_f64()) - sum - xhat * sum_xhat));
+                    *d = T::from_f64(k * (d.to_f64() - sum - xhat * sum_xhat));
                 }
             });
         for (c, &(sum, sum_xhat)) in sums.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! Launch glue for the crate's CUDA kernels (`kernels/*.cu`, compiled to PTX by `build.rs` and
-//! JIT-loaded by the driver on first use through candle's `CudaDevice`).
+//! JIT-loaded by the driver on first use through candle's `CudaDevice`). The generic pieces are
+//! public (hidden from the docs) so that `rtdetr-decoder` launches its kernels the same way.
 
 use candle::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
@@ -13,7 +14,7 @@ mod ptx {
 
 /// One PTX module: a name for candle's module cache and its text.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Module {
+pub struct Module {
     pub name: &'static str,
     pub ptx: &'static str,
 }
@@ -25,7 +26,7 @@ pub(crate) const DEPTHWISE: Module = Module {
 };
 
 /// The elements of a contiguous operand.
-pub(crate) fn view<'a, T>(slice: &'a CudaSlice<T>, layout: &Layout) -> Result<CudaView<'a, T>> {
+pub fn view<'a, T>(slice: &'a CudaSlice<T>, layout: &Layout) -> Result<CudaView<'a, T>> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(slice.slice(start..end)),
         None => candle::bail!("custom op operands must be contiguous"),
@@ -33,12 +34,27 @@ pub(crate) fn view<'a, T>(slice: &'a CudaSlice<T>, layout: &Layout) -> Result<Cu
 }
 
 /// `threads` threads in blocks of 256 (the kernels loop with a grid stride, so any grid works).
-pub(crate) fn elementwise(threads: usize) -> LaunchConfig {
+pub fn elementwise(threads: usize) -> LaunchConfig {
     let blocks = threads.div_ceil(256).clamp(1, 1 << 20);
     LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
+    }
+}
+
+/// A kernel's output of `len` elements: zero-filled when `zeroed` (for kernels that accumulate
+/// into it), otherwise left for the kernel, which must write every element.
+pub fn alloc_out<T: DeviceRepr + ValidAsZeroBits>(
+    dev: &CudaDevice,
+    len: usize,
+    zeroed: bool,
+) -> Result<CudaSlice<T>> {
+    if zeroed {
+        dev.alloc_zeros::<T>(len.max(1))
+    } else {
+        // SAFETY: callers launch a kernel that writes every element before anything reads it.
+        unsafe { dev.alloc::<T>(len.max(1)) }
     }
 }
 
@@ -59,12 +75,7 @@ pub(crate) fn launch<T: DeviceRepr + WithDType + ValidAsZeroBits>(
         .iter()
         .map(|(s, l)| view(s, l))
         .collect::<Result<Vec<_>>>()?;
-    let out = if zeroed {
-        dev.alloc_zeros::<T>(len.max(1))?
-    } else {
-        // SAFETY: the kernel writes every element before anything reads it.
-        unsafe { dev.alloc::<T>(len.max(1))? }
-    };
+    let out = alloc_out(dev, len, zeroed)?;
     let mut builder = func.builder();
     for v in &views {
         builder.arg(v);

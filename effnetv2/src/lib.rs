@@ -24,7 +24,8 @@ mod bias_act;
 mod config;
 mod conv_bn_act;
 #[cfg(feature = "cuda")]
-mod cuda;
+#[doc(hidden)]
+pub mod cuda;
 mod depthwise;
 mod geometry;
 mod im2col;

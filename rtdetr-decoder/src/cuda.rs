@@ -1,21 +1,13 @@
 //! Launch glue for the crate's CUDA kernels (`kernels/*.cu`, compiled to PTX by `build.rs` and
 //! JIT-loaded by the driver on first use through candle's `CudaDevice`).
 
-use candle::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
-};
+use candle::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
 use candle::cuda_backend::{kernel_name, WrapErr};
 use candle::{CudaDevice, Layout, Result, WithDType};
+pub(crate) use effnetv2::cuda::{alloc_out, elementwise, view, Module};
 
 mod ptx {
     include!(concat!(env!("OUT_DIR"), "/ptx.rs"));
-}
-
-/// One PTX module: a name for candle's module cache and its text.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Module {
-    pub name: &'static str,
-    pub ptx: &'static str,
 }
 
 /// `kernels/ms_deform.cu`.
@@ -68,24 +60,6 @@ impl Levels {
     }
 }
 
-/// The elements of a contiguous operand.
-pub(crate) fn view<'a, T>(slice: &'a CudaSlice<T>, layout: &Layout) -> Result<CudaView<'a, T>> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(slice.slice(start..end)),
-        None => candle::bail!("custom op operands must be contiguous"),
-    }
-}
-
-/// `threads` threads in blocks of 256 (the kernels loop with a grid stride, so any grid works).
-pub(crate) fn elementwise(threads: usize) -> LaunchConfig {
-    let blocks = threads.div_ceil(256).clamp(1, 1 << 20);
-    LaunchConfig {
-        grid_dim: (blocks as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
 /// Launches `{name}_{dtype}(inputs..., out, levels, sizes...)` of `kernels/ms_deform.cu` over
 /// `threads` threads and returns `out`, `len` elements, zero-filled first when `zeroed` (for
 /// kernels that accumulate into it), otherwise left for the kernel to write in full.
@@ -105,12 +79,7 @@ pub(crate) fn launch_ms_deform<T: DeviceRepr + WithDType + ValidAsZeroBits>(
         .iter()
         .map(|(s, l)| view(s, l))
         .collect::<Result<Vec<_>>>()?;
-    let out = if zeroed {
-        dev.alloc_zeros::<T>(len.max(1))?
-    } else {
-        // SAFETY: the kernel writes every element before anything reads it.
-        unsafe { dev.alloc::<T>(len.max(1))? }
-    };
+    let out = alloc_out(dev, len, zeroed)?;
     let mut builder = func.builder();
     for v in &views {
         builder.arg(v);
