@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let dev = device::parse(&args.device)?;
     if args.train {
-        let variant: Variant = args.variant.parse().map_err(anyhow::Error::msg)?;
+        let variant: Variant = args.variant.parse()?;
         let cfg = ModelConfig::new(variant, args.nc);
         let mut times =
             crate::bench_train::time_steps(&cfg, args.batch, args.imgsz, args.iters, &dev)?;
@@ -89,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = match &args.weights {
         Some(path) => RtDetr::load(path, &dev, None, None)?,
         None => {
-            let variant: Variant = args.variant.parse().map_err(anyhow::Error::msg)?;
+            let variant: Variant = args.variant.parse()?;
             let cfg = ModelConfig::new(variant, args.nc);
             let varmap = VarMap::new();
             RtDetr::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;

@@ -1,5 +1,6 @@
 //! `rtdetr bench --train`: the time of one training step (forward in train mode with denoising
-//! queries, the loss, backward, gradient clipping and an AdamW step) on a random batch.
+//! queries, the loss, backward, gradient clipping and an AdamW step) on a random batch, through
+//! the trainer's own step functions (`rtdetr::train::step`).
 
 use std::time::Instant;
 
@@ -7,13 +8,17 @@ use anyhow::bail;
 use candle::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use detr_loss::DetrLoss;
-use effnetv2::DropPathRng;
-use rtdetr::train::{clip_grad_norm, detection_loss, gradients, initialize, AdamW};
+use rtdetr::train::step::{batch_gradients, denoising_noise, optimizer_step};
+use rtdetr::train::{initialize, AdamW};
 use rtdetr::{ModelConfig, RtDetr};
-use rtdetr_decoder::{CdnNoise, GroundTruth};
+use rtdetr_decoder::GroundTruth;
+use rtdetr_ops::SplitMix64;
 
 /// Boxes per image of the random batch.
 const BOXES_PER_IMAGE: usize = 5;
+
+/// The trainer's default gradient clipping norm.
+const MAX_NORM: f64 = 10.0;
 
 /// Milliseconds of each timed step (after one warm-up step), in order.
 pub fn time_steps(
@@ -32,7 +37,7 @@ pub fn time_steps(
     let mut optimizer = AdamW::new(&varmap, 1e-4, 5e-4)?;
     let vars = optimizer.vars();
     let loss = DetrLoss::new(cfg.nc());
-    let rng = DropPathRng::new(0);
+    let rng = SplitMix64::new(0);
     let images = Tensor::rand(0f32, 1., (batch, 3, imgsz, imgsz), dev)?;
     let n = batch * BOXES_PER_IMAGE;
     let gt = GroundTruth {
@@ -55,12 +60,9 @@ pub fn time_steps(
     let mut times = Vec::with_capacity(iters);
     for i in 0..=iters {
         let start = Instant::now();
-        let noise = CdnNoise::for_batch(&gt.groups, cfg.nc(), 100, 0.5, || rng.uniform() as f32);
-        let out = model.forward_train(&images, &gt, &noise)?;
-        let (total, _) = detection_loss(&loss, &out, &gt)?;
-        let mut grads = gradients(&total.backward()?, &vars);
-        clip_grad_norm(&mut grads, 10.0)?;
-        optimizer.step(&grads)?;
+        let noise = denoising_noise(&model, &gt, i as u64);
+        let mut step = batch_gradients(&model, &loss, &vars, &images, &gt, &noise)?;
+        optimizer_step(&mut optimizer, &mut step.grads, MAX_NORM)?;
         dev.synchronize()?;
         if i > 0 {
             times.push(start.elapsed().as_secs_f64() * 1e3);

@@ -155,7 +155,7 @@ pub fn check(
     if shapes.keys().all(|k| k.starts_with("model.")) && prefix.is_empty() {
         let cfg = match config {
             Some(cfg) => cfg,
-            None => infer_config(shapes, variant, nc).map_err(anyhow::Error::msg)?,
+            None => infer_config(shapes, variant, nc)?,
         };
         let manifest = Manifest::model(&cfg)?;
         let report = KeyReport::compare(&manifest, shapes);

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use effnetv2::{Config, MbConvConfig};
 use rtdetr::data::{write_dataset, YoloDataset};
-use rtdetr::train::{TrainConfig, Trainer};
+use rtdetr::train::{TrainConfig, TrainSetup, Trainer};
 use rtdetr::ModelConfig;
 use rtdetr_decoder::DecoderConfig;
 use rtdetr_neck::NeckConfig;
@@ -62,6 +62,7 @@ pub fn small_config(nc: usize) -> ModelConfig {
             heads: 4,
             layers: 3,
             ffn: 128,
+            denoising: Default::default(),
         },
         backbone,
     }
@@ -81,8 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )
     .with_context(|| format!("writing the synthetic dataset to {}", data.display()))?;
     let yaml = data.join("data.yaml");
-    let train = YoloDataset::from_yaml(&yaml, "train").map_err(anyhow::Error::msg)?;
-    let val = YoloDataset::from_yaml(&yaml, "val").map_err(anyhow::Error::msg)?;
+    let train = YoloDataset::from_yaml(&yaml, "train")?;
+    let val = YoloDataset::from_yaml(&yaml, "val")?;
     eprintln!(
         "synthetic dataset: {} train, {} val images in {}",
         train.samples.len(),
@@ -105,16 +106,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|s| s.image.display().to_string())
         .collect();
-    let mut trainer = Trainer::new(
-        small_config(train.names.len()),
-        cfg,
-        train.names,
-        train.samples,
-        val.samples,
-        None,
-        save_dir.clone(),
-        dev,
-    )?;
+    let mut trainer = Trainer::new(TrainSetup {
+        model: small_config(train.names.len()),
+        train: cfg,
+        names: train.names,
+        train_samples: train.samples,
+        val_samples: val.samples,
+        weights: None,
+        save_dir: save_dir.clone(),
+        device: dev,
+    })?;
     let start = std::time::Instant::now();
     for epoch in 0..args.epochs {
         let s = trainer.run_epoch(|_, _, _| {})?;

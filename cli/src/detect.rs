@@ -176,9 +176,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let variant = args
         .variant
         .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+        .map(str::parse::<rtdetr::Variant>)
+        .transpose()?;
     let model = RtDetr::load(&args.weights, &device, variant, None)?;
     let names = class_names(&args)?;
     let filter = Filter {

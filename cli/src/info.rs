@@ -253,7 +253,7 @@ fn render(variant: Variant, nc: usize, imgsz: usize, per_block: bool) -> anyhow:
 
 /// Prints the layer table of the chosen variant.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let variant: Variant = args.variant.parse().map_err(anyhow::Error::msg)?;
+    let variant: Variant = args.variant.parse()?;
     print!("{}", render(variant, args.nc, args.imgsz, args.blocks)?);
     Ok(())
 }

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use rtdetr::data::{open_split, Augment, YoloDataset};
-use rtdetr::train::{AugmentConfig, TrainConfig, Trainer};
+use rtdetr::train::{AugmentConfig, TrainConfig, TrainSetup, Trainer};
 use rtdetr::{ModelConfig, Variant};
 
 use crate::device;
@@ -109,8 +109,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let data = meta
                 .get("data")
                 .context("the run does not record its dataset")?;
-            let train = open_split(Path::new(data), "train").map_err(anyhow::Error::msg)?;
-            let val = open_split(Path::new(data), "val").map_err(anyhow::Error::msg)?;
+            let train = open_split(Path::new(data), "train")?;
+            let val = open_split(Path::new(data), "val")?;
             Trainer::resume(dir.clone(), train.samples, val.samples, dev)?
         }
         None => {
@@ -121,8 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
                 bail!("--imgsz {} is not a positive multiple of 32", args.imgsz);
             }
-            let train = open_split(data_path, "train").map_err(anyhow::Error::msg)?;
-            let val = open_split(data_path, "val").map_err(anyhow::Error::msg)?;
+            let train = open_split(data_path, "train")?;
+            let val = open_split(data_path, "val")?;
             report(&train, "train");
             report(&val, "val");
             if train.samples.is_empty() {
@@ -139,12 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     cfg.decoder.nc = nc;
                     cfg
                 }
-                None => ModelConfig::new(
-                    args.variant
-                        .parse::<Variant>()
-                        .map_err(anyhow::Error::msg)?,
-                    nc,
-                ),
+                None => ModelConfig::new(args.variant.parse::<Variant>()?, nc),
             };
             let cfg = TrainConfig {
                 epochs: args.epochs,
@@ -170,16 +165,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let save_dir = args.save_dir.clone().unwrap_or_else(next_run_dir);
             let data_abs =
                 std::fs::canonicalize(data_path).unwrap_or_else(|_| data_path.to_path_buf());
-            let mut t = Trainer::new(
+            let mut t = Trainer::new(TrainSetup {
                 model,
-                cfg,
-                train.names,
-                train.samples,
-                val.samples,
-                args.weights.as_deref(),
+                train: cfg,
+                names: train.names,
+                train_samples: train.samples,
+                val_samples: val.samples,
+                weights: args.weights.clone(),
                 save_dir,
-                dev,
-            )?;
+                device: dev,
+            })?;
             t.set_note("data", &data_abs.display().to_string());
             t
         }

@@ -81,12 +81,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (gt, summary) = match (&args.weights, &args.data, &args.gt, &args.predictions) {
         (Some(weights), Some(data), _, _) => {
             let dev = crate::device::parse(&args.device)?;
-            let val = rtdetr::data::open_split(data, "val").map_err(anyhow::Error::msg)?;
+            let val = rtdetr::data::open_split(data, "val")?;
             for problem in &val.problems {
                 eprintln!("warning: {problem}");
             }
             let model = rtdetr::RtDetr::load(weights, &dev, None, Some(val.names.len()))?;
-            let summary = rtdetr::train::evaluate(
+            let summary = rtdetr::evaluate(
                 &model,
                 &val.samples,
                 &val.names,

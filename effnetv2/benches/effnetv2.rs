@@ -1,51 +1,11 @@
-//! Forward (and forward+backward) time of the depthwise kernel against candle's grouped
-//! convolution, and of whole backbones (batch norms folded, as for inference), on random input
-//! with random weights. Run: `cargo bench -p effnetv2`.
+//! Forward time of whole backbones (batch norms folded, as for inference) on random input with
+//! random weights. Run: `cargo bench -p effnetv2` (the kernels' own benchmarks are in
+//! `rtdetr-ops`).
 
-use candle::{DType, Device, Tensor, Var};
+use candle::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use effnetv2::{depthwise_conv2d, Config, EfficientNetV2};
-
-fn depthwise(c: &mut Criterion) {
-    let dev = Device::Cpu;
-    let mut group = c.benchmark_group("depthwise3x3");
-    group.sample_size(20);
-    for (channels, size, stride) in [(256, 80, 1), (256, 80, 2), (960, 40, 1)] {
-        let xs = Tensor::randn(0f32, 1., (1, channels, size, size), &dev).unwrap();
-        let w = Tensor::randn(0f32, 1., (channels, 1, 3, 3), &dev).unwrap();
-        let id = format!("f32_b1_c{channels}_{size}x{size}_s{stride}");
-        group.bench_function(BenchmarkId::new("direct_fwd", &id), |b| {
-            b.iter(|| depthwise_conv2d(&xs, &w, stride, 1).unwrap())
-        });
-        group.bench_function(BenchmarkId::new("candle_grouped_fwd", &id), |b| {
-            b.iter(|| xs.conv2d(&w, 1, stride, 1, channels).unwrap())
-        });
-        let xv = Var::from_tensor(&xs).unwrap();
-        let wv = Var::from_tensor(&w).unwrap();
-        group.bench_function(BenchmarkId::new("direct_fwd_bwd", &id), |b| {
-            b.iter_with_large_drop(|| {
-                depthwise_conv2d(&xv, &wv, stride, 1)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap()
-            })
-        });
-        group.bench_function(BenchmarkId::new("candle_grouped_fwd_bwd", &id), |b| {
-            b.iter_with_large_drop(|| {
-                xv.conv2d(&wv, 1, stride, 1, channels)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap()
-            })
-        });
-    }
-    group.finish();
-}
+use criterion::{criterion_group, criterion_main, Criterion};
+use effnetv2::{Config, EfficientNetV2};
 
 fn backbone(c: &mut Criterion) {
     let dev = Device::Cpu;
@@ -64,5 +24,5 @@ fn backbone(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, depthwise, backbone);
+criterion_group!(benches, backbone);
 criterion_main!(benches);

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use candle::{DType, Device, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
-use effnetv2::{Config, ConvBnAct, DropPathRng, MbConv};
+use effnetv2::{Config, ConvBnAct, MbConv};
+use rtdetr_ops::SplitMix64;
 
 fn main() -> candle::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -19,7 +20,7 @@ fn main() -> candle::Result<()> {
     stem.set_fused(true)?;
     let mut blocks = Vec::new();
     for (i, block) in cfg.blocks().iter().enumerate() {
-        let mut b = MbConv::new(block, 0.0, DropPathRng::default(), vb.pp("blocks").pp(i))?;
+        let mut b = MbConv::new(block, 0.0, SplitMix64::default(), vb.pp("blocks").pp(i))?;
         b.set_fused(true)?;
         blocks.push((*block, b));
     }

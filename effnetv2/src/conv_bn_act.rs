@@ -1,8 +1,7 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
-use crate::im2col::conv2d_im2col;
-use crate::{depthwise_conv2d, BatchNorm2d};
+use rtdetr_ops::{bias_act, conv2d, BatchNorm2d};
 
 /// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
 /// norm and `2` SiLU or identity.
@@ -92,7 +91,7 @@ impl ConvBnAct {
         let ys = weight
             .matmul(&xs.reshape((b, c_in, h * w))?)?
             .reshape((b, c_out, h, w))?;
-        crate::bias_act(&ys, bias, self.silu).map(Some)
+        bias_act(&ys, bias, self.silu).map(Some)
     }
 
     /// Folds the batch norm into the convolution for evaluation (`true`), or goes back to
@@ -103,51 +102,13 @@ impl ConvBnAct {
     }
 }
 
-/// `F.conv2d(xs, weight, stride=stride, padding=padding, groups=groups)` without bias, through the
-/// fastest path this crate has: the direct depthwise kernel, a matrix product for 1×1 stride-1
-/// convolutions, im2col + matrix product for other full convolutions on the CPU, or candle's
-/// conv2d.
-///
-/// # Shapes
-/// `xs: [B, C_in, H, W]`, `weight: [C_out, C_in/groups, KH, KW]` → `[B, C_out, OH, OW]`
-pub fn conv2d(
-    xs: &Tensor,
-    weight: &Tensor,
-    stride: usize,
-    padding: usize,
-    groups: usize,
-) -> Result<Tensor> {
-    let (c_out, per_group, kh, kw) = weight.dims4()?;
-    if groups > 1 && per_group == 1 && c_out == groups {
-        depthwise_conv2d(xs, weight, stride, padding)
-    } else if (kh, kw, stride, padding, groups) == (1, 1, 1, 0, 1) {
-        pointwise_conv2d(xs, weight)
-    } else if groups == 1 && xs.device().is_cpu() {
-        conv2d_im2col(xs, weight, stride, padding)
-    } else {
-        xs.conv2d(weight, padding, stride, 1, groups)
-    }
-}
-
-/// A 1×1 convolution as one matrix product per image.
-fn pointwise_conv2d(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (b, c_in, h, w) = xs.dims4()?;
-    let c_out = weight.dim(0)?;
-    let weight = weight
-        .reshape((1, c_out, c_in))?
-        .broadcast_as((b, c_out, c_in))?;
-    // [B, C, H, W] -> [B, C, H*W]
-    let xs = xs.reshape((b, c_in, h * w))?;
-    weight.matmul(&xs)?.reshape((b, c_out, h, w))
-}
-
 impl ModuleT for ConvBnAct {
     /// # Shapes
     /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/stride⌉, ⌈W/stride⌉]` (odd kernels)
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if let (Some((weight, bias)), false) = (&self.folded, train) {
             let ys = conv2d(xs, weight, self.stride, self.padding(), self.groups)?;
-            return crate::bias_act(&ys, bias, self.silu);
+            return bias_act(&ys, bias, self.silu);
         }
         let ys = conv2d(xs, &self.weight, self.stride, self.padding(), self.groups)?;
         self.bn.forward_act(&ys, train, self.silu)

@@ -3,6 +3,8 @@
 //!
 //! Port of the seed's PyTorch EfficientNetV2 (`shared/reference/effnetv2_seed.py`). Weight keys
 //! equal that module's `state_dict()` keys, so a safetensors file saved from it loads unchanged.
+//! The crate holds the layers, configurations and forward passes; the kernels they run
+//! (convolutions, batch norm, bias+activation, the seedable generator) are `rtdetr-ops`'.
 //!
 //! ```
 //! use candle::{DType, Device, Tensor};
@@ -18,28 +20,16 @@
 //! # Ok::<(), candle::Error>(())
 //! ```
 
-mod batch_norm;
-mod batch_norm_train;
-mod bias_act;
 mod config;
 mod conv_bn_act;
-#[cfg(feature = "cuda")]
-#[doc(hidden)]
-pub mod cuda;
-mod depthwise;
-mod geometry;
-mod im2col;
 mod mbconv;
 mod model;
 mod squeeze_excite;
 mod stochastic_depth;
 
-pub use batch_norm::{BatchNorm2d, BN_EPS, BN_MOMENTUM};
-pub use bias_act::bias_act;
 pub use config::{adjust_channels, Config, MbConvConfig};
-pub use conv_bn_act::{conv2d, ConvBnAct};
-pub use depthwise::depthwise_conv2d;
+pub use conv_bn_act::ConvBnAct;
 pub use mbconv::MbConv;
 pub use model::EfficientNetV2;
 pub use squeeze_excite::SqueezeExcite;
-pub use stochastic_depth::{DropPathRng, StochasticDepth};
+pub use stochastic_depth::StochasticDepth;

@@ -1,7 +1,8 @@
 use candle::{Module, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_ops::SplitMix64;
 
-use crate::{ConvBnAct, DropPathRng, MbConvConfig, SqueezeExcite, StochasticDepth};
+use crate::{ConvBnAct, MbConvConfig, SqueezeExcite, StochasticDepth};
 
 /// The layers of one block, named like the keys of the seed's `block` Sequential.
 #[derive(Debug, Clone)]
@@ -35,7 +36,7 @@ impl MbConv {
     pub fn new(
         cfg: &MbConvConfig,
         drop_prob: f64,
-        rng: DropPathRng,
+        rng: SplitMix64,
         vb: VarBuilder,
     ) -> Result<Self> {
         let c = cfg;

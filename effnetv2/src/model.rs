@@ -1,14 +1,15 @@
 use candle::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_ops::SplitMix64;
 
-use crate::{Config, ConvBnAct, DropPathRng, MbConv};
+use crate::{Config, ConvBnAct, MbConv};
 
 /// The seed's `EfficientNetV2` without a classifier: `stem` and `blocks.0 ..`.
 #[derive(Debug, Clone)]
 pub struct EfficientNetV2 {
     stem: ConvBnAct,
     blocks: Vec<MbConv>,
-    rng: DropPathRng,
+    rng: SplitMix64,
 }
 
 impl EfficientNetV2 {
@@ -18,7 +19,7 @@ impl EfficientNetV2 {
             candle::bail!("EfficientNetV2: the structure table has no stage")
         };
         let stem = ConvBnAct::new(3, first.in_ch, 3, 2, 1, true, vb.pp("stem"))?;
-        let rng = DropPathRng::default();
+        let rng = SplitMix64::default();
         let blocks = cfg
             .blocks()
             .iter()
@@ -40,7 +41,7 @@ impl EfficientNetV2 {
     }
 
     /// The generator of the stochastic-depth masks (seed it for reproducible training).
-    pub fn drop_path_rng(&self) -> &DropPathRng {
+    pub fn drop_path_rng(&self) -> &SplitMix64 {
         &self.rng
     }
 }

@@ -1,62 +1,17 @@
-use std::sync::{Arc, Mutex};
-
 use candle::{Result, Tensor};
-
-/// The seedable random source of stochastic depth (SplitMix64), shared by all blocks of a model.
-///
-/// candle's CPU generator cannot be seeded, so training runs draw their masks here instead; the
-/// state can be saved and restored to resume a run exactly.
-#[derive(Debug, Clone, Default)]
-pub struct DropPathRng(Arc<Mutex<u64>>);
-
-impl DropPathRng {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(Arc::new(Mutex::new(seed)))
-    }
-
-    /// The current state, to be restored with [`DropPathRng::set_state`].
-    pub fn state(&self) -> u64 {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Restarts the sequence from `state`.
-    pub fn set_state(&self, state: u64) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
-    }
-
-    /// A uniform sample in [0, 1).
-    pub fn uniform(&self) -> f64 {
-        let mut state = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use rtdetr_ops::SplitMix64;
 
 /// The seed's `StochasticDepth(prob, "row")`: in training, each sample of the batch keeps the
 /// residual branch with probability `1 − prob`, scaled by `1/(1 − prob)`; identity otherwise.
 #[derive(Debug, Clone)]
 pub struct StochasticDepth {
     prob: f64,
-    rng: DropPathRng,
+    rng: SplitMix64,
 }
 
 impl StochasticDepth {
     /// Drops the branch with probability `prob`, drawing from `rng`.
-    pub fn new(prob: f64, rng: DropPathRng) -> Self {
+    pub fn new(prob: f64, rng: SplitMix64) -> Self {
         Self { prob, rng }
     }
 
@@ -96,7 +51,7 @@ mod tests {
 
     #[test]
     fn keeps_rows_at_the_survival_rate_and_rescales_them() {
-        let sd = StochasticDepth::new(0.25, DropPathRng::new(7));
+        let sd = StochasticDepth::new(0.25, SplitMix64::new(7));
         let xs = Tensor::ones((4000, 1), DType::F32, &Device::Cpu).unwrap();
         let ys: Vec<f32> = sd
             .forward_t(&xs, true)
@@ -118,15 +73,5 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert!(eval.iter().all(|&y| y == 1.0));
-    }
-
-    #[test]
-    fn same_state_same_masks() {
-        let rng = DropPathRng::new(3);
-        let state = rng.state();
-        let first: Vec<f64> = (0..5).map(|_| rng.uniform()).collect();
-        rng.set_state(state);
-        let again: Vec<f64> = (0..5).map(|_| rng.uniform()).collect();
-        assert_eq!(first, again);
     }
 }

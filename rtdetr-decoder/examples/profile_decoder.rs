@@ -49,7 +49,7 @@ fn main() -> candle::Result<()> {
         decoder.postprocess(&last_boxes, &last_logits)
     })?;
     best("  topk 300 of 8400", &|| {
-        Ok(rtdetr_decoder::topk(&init.enc_logits.max(candle::D::Minus1)?, 300)?.0)
+        Ok(rtdetr_ops::topk(&init.enc_logits.max(candle::D::Minus1)?, 300)?.0)
     })?;
     best("  layers", &|| {
         Ok(decoder
@@ -84,7 +84,7 @@ fn main() -> candle::Result<()> {
     best("  feed-forward", &|| {
         l2.forward(&l1.forward(&embed)?.relu()?)
     })?;
-    let norm = rtdetr_neck::LayerNorm::new(256, vb.pp("norm"))?;
+    let norm = rtdetr_ops::LayerNorm::new(256, vb.pp("norm"))?;
     best("  layer norm", &|| norm.forward(&embed))?;
     best("  add", &|| &embed + &pos)?;
     Ok(())

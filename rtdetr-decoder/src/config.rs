@@ -19,6 +19,31 @@ pub struct DecoderConfig {
     pub layers: usize,
     /// Feed-forward width of each layer (1024).
     pub ffn: usize,
+    /// Contrastive denoising in training (configurations saved without it read the defaults).
+    #[serde(default)]
+    pub denoising: DenoisingConfig,
+}
+
+/// `RTDETRDecoder(nd=100, label_noise_ratio=0.5, box_noise_scale=1.0)`: the contrastive denoising
+/// queries of training, read by the decoder, the trainer and `rtdetr bench --train`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DenoisingConfig {
+    /// Most denoising queries per group (`num_denoising`).
+    pub queries: usize,
+    /// Probability of replacing a label, times two (`label_noise_ratio`).
+    pub label_noise: f32,
+    /// Box jitter relative to the box size (`box_noise_scale`).
+    pub box_noise: f32,
+}
+
+impl Default for DenoisingConfig {
+    fn default() -> Self {
+        Self {
+            queries: 100,
+            label_noise: 0.5,
+            box_noise: 1.0,
+        }
+    }
 }
 
 impl DecoderConfig {
@@ -33,6 +58,7 @@ impl DecoderConfig {
             heads: 8,
             layers: 6,
             ffn: 1024,
+            denoising: DenoisingConfig::default(),
         }
     }
 

@@ -1,9 +1,8 @@
 use candle::{Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
-use effnetv2::BatchNorm2d;
-use rtdetr_neck::LayerNorm;
+use rtdetr_ops::{topk, BatchNorm2d, LayerNorm};
 
-use crate::{generate_anchors, inverse_sigmoid, topk, DecoderConfig, DecoderLayer, Mlp};
+use crate::{generate_anchors, inverse_sigmoid, DecoderConfig, DecoderLayer, Mlp};
 
 /// `sigmoid(x) = 1 / (1 + exp(−x))`, the form that maps the `+inf` of invalid anchors to 1.
 fn sigmoid(xs: &Tensor) -> Result<Tensor> {
@@ -185,9 +184,9 @@ impl RtDetrDecoder {
             let ys = match (&self.input_proj_folded, train) {
                 (Some(folded), false) => {
                     let (weight, bias) = &folded[i];
-                    effnetv2::bias_act(&effnetv2::conv2d(xs, weight, 1, 0, 1)?, bias, false)?
+                    rtdetr_ops::bias_act(&rtdetr_ops::conv2d(xs, weight, 1, 0, 1)?, bias, false)?
                 }
-                _ => effnetv2::conv2d(xs, weight, 1, 0, 1)?.apply_t(bn, train)?,
+                _ => rtdetr_ops::conv2d(xs, weight, 1, 0, 1)?.apply_t(bn, train)?,
             };
             let (_, _, h, w) = ys.dims4()?;
             shapes.push((h, w));
@@ -320,9 +319,7 @@ impl RtDetrDecoder {
             self.cfg.nc,
             k,
             &self.denoising_class_embed,
-            100,
-            0.5,
-            1.0,
+            &self.cfg.denoising,
             noise,
         )?;
         let (boxes, logits) = match &dn {

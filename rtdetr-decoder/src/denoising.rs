@@ -5,6 +5,8 @@
 
 use candle::{Result, Tensor};
 
+use crate::DenoisingConfig;
+
 /// Ground truth of a batch, boxes of all images in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroundTruth {
@@ -61,15 +63,15 @@ impl CdnNoise {
         }
     }
 
-    /// Fresh draws for the boxes of `groups` (boxes per image) with at most `num_dn` boxes per
-    /// image, from `uniform` (values in [0, 1)).
+    /// Fresh draws for the boxes of `groups` (boxes per image) with at most `dn.queries` boxes
+    /// per image, from `uniform` (values in [0, 1)).
     pub fn for_batch(
         groups: &[usize],
         nc: usize,
-        num_dn: usize,
-        label_noise: f32,
+        dn: &DenoisingConfig,
         mut uniform: impl FnMut() -> f32,
     ) -> Self {
+        let (num_dn, label_noise) = (dn.queries, dn.label_noise);
         let keep: Vec<Vec<usize>> = groups
             .iter()
             .map(|&n| {
@@ -152,20 +154,18 @@ fn logit(x: f32, eps: f32) -> f32 {
     (x / (1.0 - x)).ln()
 }
 
-/// Builds the denoising queries (`get_cdn_group` in training with `num_dn` 100, label noise
-/// 0.5, box noise 1.0 as the decoder passes them); `None` when the batch has no boxes. Images
-/// with more than `num_dn` boxes contribute the subset `noise.keep` names.
-#[allow(clippy::too_many_arguments)]
+/// Builds the denoising queries (`get_cdn_group` in training, with the decoder's `dn`); `None`
+/// when the batch has no boxes. Images with more than `dn.queries` boxes contribute the subset
+/// `noise.keep` names.
 pub fn cdn_group(
     gt: &GroundTruth,
     nc: usize,
     num_queries: usize,
     class_embed: &Tensor,
-    num_dn: usize,
-    label_noise: f32,
-    box_noise: f32,
+    dn: &DenoisingConfig,
     noise: &CdnNoise,
 ) -> Result<Option<Denoising>> {
+    let (num_dn, label_noise, box_noise) = (dn.queries, dn.label_noise, dn.box_noise);
     let all: usize = gt.groups.iter().sum();
     if gt.cls.len() != all || gt.boxes.len() != all {
         candle::bail!(
@@ -352,8 +352,8 @@ mod tests {
     fn groups_slots_and_mask() {
         let embed = Tensor::randn(0f32, 1., (3, 8), &Device::Cpu).unwrap();
         let gt = gt(&[2, 0, 3]);
-        let noise = CdnNoise::for_batch(&gt.groups, 3, 100, 0.5, lcg(1));
-        let dn = cdn_group(&gt, 3, 10, &embed, 100, 0.5, 1.0, &noise)
+        let noise = CdnNoise::for_batch(&gt.groups, 3, &DenoisingConfig::default(), lcg(1));
+        let dn = cdn_group(&gt, 3, 10, &embed, &DenoisingConfig::default(), &noise)
             .unwrap()
             .unwrap();
         // max 3 boxes -> 33 groups of 6 queries
@@ -389,13 +389,15 @@ mod tests {
     fn no_boxes_no_queries_and_crowds_are_cut() {
         let embed = Tensor::randn(0f32, 1., (3, 8), &Device::Cpu).unwrap();
         let empty = gt(&[0, 0]);
-        let noise = CdnNoise::for_batch(&empty.groups, 3, 100, 0.5, lcg(2));
-        assert!(cdn_group(&empty, 3, 10, &embed, 100, 0.5, 1.0, &noise)
-            .unwrap()
-            .is_none());
+        let noise = CdnNoise::for_batch(&empty.groups, 3, &DenoisingConfig::default(), lcg(2));
+        assert!(
+            cdn_group(&empty, 3, 10, &embed, &DenoisingConfig::default(), &noise)
+                .unwrap()
+                .is_none()
+        );
         let crowd = gt(&[150, 4]);
-        let noise = CdnNoise::for_batch(&crowd.groups, 3, 100, 0.5, lcg(3));
-        let dn = cdn_group(&crowd, 3, 10, &embed, 100, 0.5, 1.0, &noise)
+        let noise = CdnNoise::for_batch(&crowd.groups, 3, &DenoisingConfig::default(), lcg(3));
+        let dn = cdn_group(&crowd, 3, 10, &embed, &DenoisingConfig::default(), &noise)
             .unwrap()
             .unwrap();
         assert_eq!(dn.meta.num_group, 1);

@@ -1,6 +1,7 @@
 use candle::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use rtdetr_neck::{LayerNorm, MultiheadAttention};
+use rtdetr_neck::MultiheadAttention;
+use rtdetr_ops::LayerNorm;
 
 use crate::MsDeformAttn;
 

@@ -3,8 +3,10 @@
 //!
 //! Port of ultralytics 8.4.190 `RTDETRDecoder` (`nn/modules/head.py`, `transformer.py`,
 //! `utils.py`); weight keys equal the seed model's `model.19.*` state_dict keys (relative to it).
-//! Training mode ([`RtDetrDecoder::forward_train`]) prepends contrastive denoising queries and
-//! returns every layer's outputs for the loss.
+//! Training mode ([`RtDetrDecoder::forward_train`]) prepends contrastive denoising queries
+//! ([`DenoisingConfig`]) and returns every layer's outputs for the loss. The deformable sampling,
+//! top-k, batch and layer norms come from `rtdetr-ops`; `MultiheadAttention` is the neck's (the
+//! same `nn.MultiheadAttention` in both).
 //!
 //! ```
 //! use candle::{DType, Device, Tensor};
@@ -26,20 +28,16 @@
 
 mod anchors;
 mod config;
-#[cfg(feature = "cuda")]
-mod cuda;
 mod decoder;
 mod denoising;
 mod layer;
 mod mlp;
 mod ms_deform_attn;
-mod topk;
 
 pub use anchors::{generate_anchors, inverse_sigmoid, Anchors};
-pub use config::DecoderConfig;
+pub use config::{DecoderConfig, DenoisingConfig};
 pub use decoder::{DecoderOutput, QueryInit, RtDetrDecoder, TrainOutput};
 pub use denoising::{cdn_group, CdnNoise, Denoising, DnMeta, GroundTruth};
 pub use layer::DecoderLayer;
 pub use mlp::Mlp;
-pub use ms_deform_attn::{sample_bilinear, MsDeformAttn};
-pub use topk::topk;
+pub use ms_deform_attn::MsDeformAttn;

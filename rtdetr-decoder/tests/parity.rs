@@ -20,6 +20,7 @@ fn decoder(io: &Fixture) -> RtDetrDecoder {
         heads: size("heads"),
         layers: size("layers"),
         ffn: size("decoder_ffn"),
+        denoising: Default::default(),
     };
     let weights = fixtures::load("detector_tiny.weights", &Device::Cpu).unwrap();
     let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, &Device::Cpu);

@@ -1,7 +1,8 @@
 use candle::{Device, Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
+use rtdetr_ops::LayerNorm;
 
-use crate::{LayerNorm, MultiheadAttention};
+use crate::MultiheadAttention;
 
 /// ultralytics `AIFI(c1, cm, num_heads)`: one post-norm transformer encoder layer over the
 /// flattened map, with a 2-D sin-cos position embedding added to queries and keys.

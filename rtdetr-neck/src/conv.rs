@@ -1,6 +1,6 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
-use effnetv2::BatchNorm2d;
+use rtdetr_ops::BatchNorm2d;
 
 /// ultralytics `Conv(c1, c2, k, s)`: `conv` (no bias, padding k/2), `bn`, then SiLU or nothing.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl Conv {
     /// The convolution alone, before the batch norm.
     pub fn conv(&self, xs: &Tensor) -> Result<Tensor> {
         let padding = self.weight.dim(3)? / 2;
-        effnetv2::conv2d(xs, &self.weight, self.stride, padding, 1)
+        rtdetr_ops::conv2d(xs, &self.weight, self.stride, padding, 1)
     }
 }
 
@@ -67,8 +67,8 @@ impl ModuleT for Conv {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if let (Some((weight, bias)), false) = (&self.fused, train) {
             let padding = weight.dim(3)? / 2;
-            let ys = effnetv2::conv2d(xs, weight, self.stride, padding, 1)?;
-            return effnetv2::bias_act(&ys, bias, self.silu);
+            let ys = rtdetr_ops::conv2d(xs, weight, self.stride, padding, 1)?;
+            return rtdetr_ops::bias_act(&ys, bias, self.silu);
         }
         self.bn.forward_act(&self.conv(xs)?, train, self.silu)
     }

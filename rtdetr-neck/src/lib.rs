@@ -2,8 +2,9 @@
 //! (AIFI on the stride-32 map, then a RepC3 FPN/PAN), producing the three maps the decoder reads.
 //!
 //! Port of ultralytics 8.4.190 `nn/modules/{conv,block,transformer}.py` (Conv, RepConv, RepC3,
-//! AIFI); weight keys equal the seed model's `model.1` .. `model.18` state_dict keys. The
-//! transformer pieces ([`MultiheadAttention`], [`LayerNorm`]) are shared with the decoder.
+//! AIFI); weight keys equal the seed model's `model.1` .. `model.18` state_dict keys.
+//! [`MultiheadAttention`] (`nn.MultiheadAttention`) is the one layer the decoder reuses; the ops
+//! (convolution, batch and layer norm, bias+activation) come from `rtdetr-ops`.
 //!
 //! ```
 //! use candle::{DType, Device, Tensor};
@@ -24,7 +25,6 @@
 mod aifi;
 mod attention;
 mod conv;
-mod layer_norm;
 mod neck;
 mod rep_c3;
 mod rep_conv;
@@ -32,7 +32,6 @@ mod rep_conv;
 pub use aifi::{sincos_position_embedding, Aifi};
 pub use attention::MultiheadAttention;
 pub use conv::Conv;
-pub use layer_norm::LayerNorm;
 pub use neck::{upsample2x, Neck, NeckConfig, NeckOutput};
 pub use rep_c3::RepC3;
 pub use rep_conv::RepConv;

@@ -55,8 +55,8 @@ impl ModuleT for RepConv {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.fused, train) {
             (Some((weight, bias)), false) => {
-                let ys = effnetv2::conv2d(xs, weight, 1, 1, 1)?;
-                effnetv2::bias_act(&ys, bias, true)
+                let ys = rtdetr_ops::conv2d(xs, weight, 1, 1, 1)?;
+                rtdetr_ops::bias_act(&ys, bias, true)
             }
             _ => (self.conv1.forward_t(xs, train)? + self.conv2.forward_t(xs, train)?)?.silu(),
         }

@@ -229,16 +229,16 @@ fn evaluate_image(
 /// Evaluates `detections` against `gt` as `COCOeval(gt, gt.loadRes(detections), 'bbox')`
 /// followed by `evaluate()`, `accumulate()`, `summarize()`. Detections of images outside the
 /// ground truth are an error, as in pycocotools; categories outside it are not evaluated.
-pub fn evaluate(gt: &Dataset, detections: &[Detection]) -> Result<Summary, String> {
+pub fn evaluate(gt: &Dataset, detections: &[Detection]) -> crate::Result<Summary> {
     let image_ids: BTreeMap<u64, ()> = gt.images.iter().map(|i| (i.id, ())).collect();
     if let Some(d) = detections
         .iter()
         .find(|d| !image_ids.contains_key(&d.image_id))
     {
-        return Err(format!(
+        return Err(crate::Error::Eval(format!(
             "results refer to image {} which the ground truth does not have",
             d.image_id
-        ));
+        )));
     }
     let mut cat_ids: Vec<u64> = gt
         .categories

@@ -1,7 +1,11 @@
-//! RT-DETR with an EfficientNetV2 backbone, assembled from the workspace's crates.
-//!
-//! For now this holds the model variants and the weight [`Manifest`]: every tensor a module asks
-//! for, by its state_dict key, with its shape, found without allocating the weights.
+//! RT-DETR with an EfficientNetV2 backbone, assembled from the workspace's crates: the detector
+//! ([`RtDetr`], [`ModelConfig`]) and its strict loading from state_dict-keyed safetensors, the
+//! weight [`Manifest`] (every tensor a module asks for, by its state_dict key, with its shape,
+//! found without allocating the weights), thop-exact GFLOPs, the cv2-exact stretch resize and the
+//! predictor's postprocess, the COCO evaluator, and, behind the `train` feature (on by default),
+//! YOLO/COCO datasets with ultralytics' augmentations, validation ([`evaluate`]) and the trainer
+//! ([`train`]). A crate that only detects can turn `train` off and pull neither YAML, image
+//! decoding nor plotting.
 //!
 //! ```
 //! use rtdetr::{Manifest, Variant};
@@ -14,16 +18,24 @@
 
 pub mod checkpoint;
 pub mod coco;
+#[cfg(feature = "train")]
 pub mod data;
+mod error;
+#[cfg(feature = "train")]
+mod eval;
 mod flops;
 mod load;
 mod manifest;
 mod model;
 pub mod postprocess;
 pub mod preprocess;
+#[cfg(feature = "train")]
 pub mod train;
 mod variant;
 
+pub use error::{Error, Result};
+#[cfg(feature = "train")]
+pub use eval::evaluate;
 pub use flops::{gflops, thop_ops};
 pub use load::{
     infer_config, read_metadata, tensor_shapes, KeyReport, LoadError, Shapes, CONFIG_KEY,

@@ -130,12 +130,17 @@ pub enum LoadError {
     },
 }
 
+/// A weights-description error from any message.
+fn weights(message: impl ToString) -> crate::Error {
+    crate::Error::Weights(message.to_string())
+}
+
 /// Tensor shapes by name.
 pub type Shapes = BTreeMap<String, Vec<usize>>;
 
 /// The shape of every tensor in a safetensors buffer (its header only).
-pub fn tensor_shapes(bytes: &[u8]) -> Result<Shapes, String> {
-    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+pub fn tensor_shapes(bytes: &[u8]) -> crate::Result<Shapes> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(weights)?;
     Ok(header
         .tensors()
         .into_iter()
@@ -149,21 +154,21 @@ pub fn infer_config(
     shapes: &BTreeMap<String, Vec<usize>>,
     variant: Option<Variant>,
     nc: Option<usize>,
-) -> Result<ModelConfig, String> {
+) -> crate::Result<ModelConfig> {
     const SCORE_HEAD: &str = "model.19.enc_score_head.weight";
     let nc = match nc {
         Some(nc) => nc,
         None => match shapes.get(SCORE_HEAD).map(Vec::as_slice) {
             Some(&[nc, _]) => nc,
             Some(shape) => {
-                return Err(format!(
+                return Err(weights(format!(
                     "{SCORE_HEAD} has shape {shape:?}, expected [nc, 256]"
-                ))
+                )))
             }
             None => {
-                return Err(format!(
+                return Err(weights(format!(
                     "no {SCORE_HEAD}: not an RT-DETR checkpoint (pass the class count)"
-                ))
+                )))
             }
         },
     };
@@ -187,10 +192,10 @@ pub fn infer_config(
                 })
             };
             Variant::ALL.into_iter().find(fits).ok_or_else(|| {
-                format!(
+                weights(format!(
                     "the {} model.0 tensors match none of the s, m, l, xl backbones (pass --variant to see the differences)",
                     backbone.len()
-                )
+                ))
             })?
         }
     };
@@ -211,9 +216,9 @@ impl RtDetr {
     ) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let (bytes, shapes) = read(path)?;
-        let infer = |message| LoadError::Infer {
+        let infer = |e: crate::Error| LoadError::Infer {
             path: path.into(),
-            message,
+            message: e.to_string(),
         };
         let cfg = match stored_config(&bytes).map_err(infer)? {
             Some(cfg) => cfg,
@@ -264,13 +269,15 @@ impl RtDetr {
 pub const CONFIG_KEY: &str = "rtdetr_config";
 
 /// The [`CONFIG_KEY`] configuration in a safetensors buffer's metadata, if any.
-fn stored_config(bytes: &[u8]) -> Result<Option<ModelConfig>, String> {
-    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+fn stored_config(bytes: &[u8]) -> crate::Result<Option<ModelConfig>> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(weights)?;
     match header.metadata().as_ref().and_then(|m| m.get(CONFIG_KEY)) {
         None => Ok(None),
-        Some(json) => serde_json::from_str(json)
-            .map(Some)
-            .map_err(|e| format!("metadata {CONFIG_KEY} is not a model configuration: {e}")),
+        Some(json) => serde_json::from_str(json).map(Some).map_err(|e| {
+            weights(format!(
+                "metadata {CONFIG_KEY} is not a model configuration: {e}"
+            ))
+        }),
     }
 }
 
@@ -280,9 +287,9 @@ fn read(path: &Path) -> Result<(Vec<u8>, Shapes), LoadError> {
         path: path.into(),
         source,
     })?;
-    let shapes = tensor_shapes(&bytes).map_err(|message| LoadError::Format {
+    let shapes = tensor_shapes(&bytes).map_err(|e| LoadError::Format {
         path: path.into(),
-        message,
+        message: e.to_string(),
     })?;
     Ok((bytes, shapes))
 }

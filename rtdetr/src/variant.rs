@@ -46,12 +46,12 @@ impl fmt::Display for Variant {
 }
 
 impl FromStr for Variant {
-    type Err = String;
+    type Err = crate::Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Variant::ALL
             .into_iter()
             .find(|v| v.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown variant {s:?} (expected s, m, l or xl)"))
+            .ok_or_else(|| crate::Error::UnknownVariant(s.to_string()))
     }
 }

@@ -51,5 +51,8 @@ fn results_for_unknown_images_are_an_error() {
         bbox: [0.0, 0.0, 1.0, 1.0],
         score: 0.5,
     }];
-    assert!(evaluate(&gt, &dts).unwrap_err().contains("image 7"));
+    assert!(evaluate(&gt, &dts)
+        .unwrap_err()
+        .to_string()
+        .contains("image 7"));
 }

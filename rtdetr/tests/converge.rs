@@ -7,7 +7,8 @@
 use candle::Device;
 use effnetv2::{Config, MbConvConfig};
 use rtdetr::data::{write_dataset, YoloDataset};
-use rtdetr::train::{evaluate, TrainConfig, Trainer};
+use rtdetr::evaluate;
+use rtdetr::train::{TrainConfig, TrainSetup, Trainer};
 use rtdetr::ModelConfig;
 use rtdetr_decoder::DecoderConfig;
 use rtdetr_neck::NeckConfig;
@@ -51,6 +52,7 @@ fn small(nc: usize) -> ModelConfig {
             heads: 4,
             layers: 3,
             ffn: 96,
+            denoising: Default::default(),
         },
         backbone,
     }
@@ -88,16 +90,16 @@ fn small_model_fits_its_training_set() {
     };
     let names = train.names.clone();
     let samples = train.samples.clone();
-    let mut trainer = Trainer::new(
-        small(names.len()),
-        cfg,
-        names.clone(),
-        train.samples,
-        val.samples,
-        None,
-        dir.path().join("run"),
-        Device::Cpu,
-    )
+    let mut trainer = Trainer::new(TrainSetup {
+        model: small(names.len()),
+        train: cfg,
+        names: names.clone(),
+        train_samples: train.samples,
+        val_samples: val.samples,
+        weights: None,
+        save_dir: dir.path().join("run"),
+        device: Device::Cpu,
+    })
     .unwrap();
     let start = std::time::Instant::now();
     for epoch in 0..epochs {

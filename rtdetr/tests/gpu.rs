@@ -18,7 +18,8 @@ use candle::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use fixtures::{assert_close, check_close, Fixture, Tol};
 use rtdetr::{ModelOutput, RtDetr};
-use rtdetr_decoder::{topk, MsDeformAttn};
+use rtdetr_decoder::MsDeformAttn;
+use rtdetr_ops::topk;
 
 /// GPU 0, or `None` after saying the test is skipped.
 fn gpu() -> Option<Device> {
@@ -65,7 +66,7 @@ fn depthwise_kernels_equal_the_cpu() {
         for dev in [&Device::Cpu, &gpu] {
             let xs = Var::from_tensor(&xs.to_device(dev).unwrap()).unwrap();
             let w = Var::from_tensor(&w.to_device(dev).unwrap()).unwrap();
-            let ys = effnetv2::depthwise_conv2d(&xs, &w, stride, padding).unwrap();
+            let ys = rtdetr_ops::depthwise_conv2d(&xs, &w, stride, padding).unwrap();
             let probe = Tensor::ones(ys.dims(), DType::F32, &Device::Cpu)
                 .unwrap()
                 .cumsum(D::Minus1)
@@ -81,7 +82,7 @@ fn depthwise_kernels_equal_the_cpu() {
         assert_close(&cuda.1[0], &cpu.1[0], Tol::Parity, &format!("{what}: d/dx"));
         assert_close(&cuda.1[1], &cpu.1[1], Tol::Parity, &format!("{what}: d/dw"));
 
-        let bf16 = effnetv2::depthwise_conv2d(
+        let bf16 = rtdetr_ops::depthwise_conv2d(
             &xs.to_device(&gpu).unwrap().to_dtype(DType::BF16).unwrap(),
             &w.to_device(&gpu).unwrap().to_dtype(DType::BF16).unwrap(),
             stride,

@@ -105,6 +105,8 @@ fn variant_and_class_count_are_inferred_from_shapes() {
             assert_eq!(cfg, ModelConfig::new(variant, nc), "{variant} nc={nc}");
         }
     }
-    let err = infer_config(&BTreeMap::new(), None, None).unwrap_err();
+    let err = infer_config(&BTreeMap::new(), None, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("model.19.enc_score_head.weight"), "{err}");
 }

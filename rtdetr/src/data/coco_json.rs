@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::coco;
 use crate::data::{Label, Problem, Sample, YoloDataset};
+use crate::{Error, Result};
 
 /// Where the images of `instances_<name>.json` are looked for, first existing folder wins:
 /// `<dir>/../images/<name>`, `<dir>/../<name>`, `<dir>/images/<name>`, `<dir>/<name>`,
@@ -47,12 +48,12 @@ pub fn split_file(json: &Path, split: &str) -> PathBuf {
 /// Reads a COCO instances file and its images (see [`image_folder`]). An annotation naming an
 /// unknown image or category, or a box outside its image, is a problem and its image is skipped;
 /// a missing image file is a problem; crowd and zero-size boxes are left out, as ultralytics does.
-pub fn from_coco_json(json: &Path) -> Result<YoloDataset, String> {
-    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
+pub fn from_coco_json(json: &Path) -> Result<YoloDataset> {
+    let text = std::fs::read_to_string(json).map_err(|e| Error::from(e).in_file(json))?;
     let data: coco::Dataset = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a COCO instances file: {e}", json.display()))?;
+        .map_err(|e| Error::Data(format!("not a COCO instances file: {e}")).in_file(json))?;
     if data.categories.is_empty() {
-        return Err(format!("{}: no categories", json.display()));
+        return Err(Error::Data("no categories".into()).in_file(json));
     }
     let mut categories = data.categories.clone();
     categories.sort_by_key(|c| c.id);
@@ -180,18 +181,17 @@ pub fn from_coco_json(json: &Path) -> Result<YoloDataset, String> {
 /// One split of a dataset given as an ultralytics `data.yaml` or a COCO `instances_*.json`
 /// (told apart by the extension; for a json, other splits are the sibling file named with the
 /// split instead of `train`, see [`split_file`]).
-pub fn open_split(path: &Path, split: &str) -> Result<YoloDataset, String> {
+pub fn open_split(path: &Path, split: &str) -> Result<YoloDataset> {
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json {
         let file = split_file(path, split);
         if !file.is_file() {
-            return Err(format!(
-                "{}: no {split} split (looked for {})",
-                path.display(),
-                file.display()
-            ));
+            return Err(
+                Error::Data(format!("no {split} split (looked for {})", file.display()))
+                    .in_file(path),
+            );
         }
         from_coco_json(&file)
     } else {

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use crate::data::geometry::{mosaic4, mosaic_center, random_affine, to_labels, to_pixels};
 use crate::data::{augment, Augment, Label, Sample};
 use crate::preprocess;
+use crate::{Error, Result};
 
 /// A training batch: images stretched to the training size, their boxes, and where they came from.
 #[derive(Debug)]
@@ -35,19 +36,15 @@ pub struct Loaded {
 
 /// Decodes an image, stretches it to `size × size` (cv2-exact) and applies `aug` with draws from
 /// the SplitMix64 stream of `seed`.
-pub fn load_sample(
-    sample: &Sample,
-    size: usize,
-    aug: Option<(&Augment, u64)>,
-) -> Result<Loaded, String> {
+pub fn load_sample(sample: &Sample, size: usize, aug: Option<(&Augment, u64)>) -> Result<Loaded> {
     let img = image::open(&sample.image)
-        .map_err(|e| format!("{}: cannot read image: {e}", sample.image.display()))?
+        .map_err(|e| Error::Data(format!("cannot read image: {e}")).in_file(&sample.image))?
         .to_rgb8();
     let (h, w) = (img.height() as usize, img.width() as usize);
     let mut pixels = preprocess::resize_linear(img.as_raw(), (h, w, 3), (size, size));
     let mut labels = sample.labels.clone();
     if let Some((aug, seed)) = aug {
-        let rng = effnetv2::DropPathRng::new(seed);
+        let rng = rtdetr_ops::SplitMix64::new(seed);
         augment(&mut pixels, size, &mut labels, aug, || rng.uniform() as f32);
     }
     Ok(Loaded {
@@ -69,8 +66,8 @@ pub fn load_augmented(
     aug: &Augment,
     mosaic: bool,
     seed: u64,
-) -> Result<Loaded, String> {
-    let rng = effnetv2::DropPathRng::new(seed);
+) -> Result<Loaded> {
+    let rng = rtdetr_ops::SplitMix64::new(seed);
     let uniform = || rng.uniform();
     let first = load_sample(&samples[index], size, None)?;
     let original = first.original;
@@ -81,7 +78,7 @@ pub fn load_augmented(
         let rest: Vec<Loaded> = others
             .iter()
             .map(|&i| load_sample(&samples[i], size, None))
-            .collect::<Result<_, _>>()?;
+            .collect::<std::result::Result<_, _>>()?;
         let center = mosaic_center(size, uniform);
         let inputs = [&first, &rest[0], &rest[1], &rest[2]]
             .map(|l| (l.pixels.as_slice(), l.labels.as_slice()));
@@ -108,7 +105,7 @@ pub fn load_augmented(
 
 /// Stable 64-bit mix of several values, for per-step seeds.
 pub fn mix_seed(parts: &[u64]) -> u64 {
-    let rng = effnetv2::DropPathRng::new(0x5eed);
+    let rng = rtdetr_ops::SplitMix64::new(0x5eed);
     for &p in parts {
         rng.set_state(rng.state() ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         rng.uniform();
@@ -132,12 +129,12 @@ pub fn spawn_epoch(
     mosaic: bool,
     seed: u64,
     device: Device,
-) -> Receiver<Result<Batch, String>> {
+) -> Receiver<Result<Batch>> {
     let (tx, rx) = sync_channel(2);
     std::thread::spawn(move || {
         for (k, chunk) in order.chunks(batch).enumerate() {
             let bi = first_batch + k;
-            let loaded: Vec<Result<_, String>> = chunk
+            let loaded: Vec<Result<_>> = chunk
                 .par_iter()
                 .enumerate()
                 .map(|(j, &i)| match &aug {
@@ -150,14 +147,13 @@ pub fn spawn_epoch(
                 .collect();
             let result = loaded
                 .into_iter()
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>>>()
                 .and_then(|items| {
                     let raw: Vec<(&[u8], usize, usize)> = items
                         .iter()
                         .map(|l| (l.pixels.as_slice(), size, size))
                         .collect();
-                    let images =
-                        preprocess::to_batch(&raw, size, &device).map_err(|e| e.to_string())?;
+                    let images = preprocess::to_batch(&raw, size, &device)?;
                     Ok(Batch {
                         images,
                         labels: items.iter().map(|l| l.labels.clone()).collect(),

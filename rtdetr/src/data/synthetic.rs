@@ -14,7 +14,7 @@ pub fn write_dataset(
     size: u32,
     seed: u64,
 ) -> std::io::Result<()> {
-    let rng = effnetv2::DropPathRng::new(seed);
+    let rng = rtdetr_ops::SplitMix64::new(seed);
     let mut u = || rng.uniform() as f32;
     for (split, count) in [("train", train), ("val", val)] {
         let images = root.join("images").join(split);

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::data::{parse_labels, Label, Problem};
+use crate::{Error, Result};
 
 /// File extensions of images.
 const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
@@ -48,10 +49,10 @@ pub struct DataYaml {
 
 impl DataYaml {
     /// Reads and parses a data.yaml, naming the file on error.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::from(e).in_file(path))?;
         serde_yaml_ng::from_str(&text)
-            .map_err(|e| format!("{}: not a dataset yaml: {e}", path.display()))
+            .map_err(|e| Error::Data(format!("not a dataset yaml: {e}")).in_file(path))
     }
 
     /// Class names by index (numbers where only `nc` is given).
@@ -104,11 +105,11 @@ pub struct YoloDataset {
 impl YoloDataset {
     /// Loads split `train`, `val` or `test` of a data.yaml. Images whose label file has any bad
     /// line are skipped (each problem reported with file and line), as ultralytics does.
-    pub fn from_yaml(yaml: &Path, split: &str) -> Result<Self, String> {
+    pub fn from_yaml(yaml: &Path, split: &str) -> Result<Self> {
         let data = DataYaml::read(yaml)?;
         let names = data.names();
         if names.is_empty() {
-            return Err(format!("{}: no `names` or `nc`", yaml.display()));
+            return Err(Error::Data("no `names` or `nc`".into()).in_file(yaml));
         }
         let base = yaml.parent().unwrap_or(Path::new("."));
         let root = match &data.path {
@@ -120,7 +121,7 @@ impl YoloDataset {
             ("train", _) => &data.train,
             ("val", _) => &data.val,
             ("test", Some(t)) => t,
-            _ => return Err(format!("{}: no split {split:?}", yaml.display())),
+            _ => return Err(Error::Data(format!("no split {split:?}")).in_file(yaml)),
         };
         let sources = match entries {
             Split::One(s) => vec![s.clone()],
@@ -131,11 +132,10 @@ impl YoloDataset {
         for source in sources {
             let path = root.join(&source);
             if path.is_dir() {
-                collect_images(&path, &mut images)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                collect_images(&path, &mut images).map_err(|e| Error::from(e).in_file(&path))?;
             } else if path.is_file() {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| Error::from(e).in_file(&path))?;
                 for (i, line) in text
                     .lines()
                     .map(str::trim)
@@ -158,11 +158,11 @@ impl YoloDataset {
                     }
                 }
             } else {
-                return Err(format!(
-                    "{}: {split} source {} does not exist",
-                    yaml.display(),
+                return Err(Error::Data(format!(
+                    "{split} source {} does not exist",
                     path.display()
-                ));
+                ))
+                .in_file(yaml));
             }
         }
         let mut samples = Vec::with_capacity(images.len());
@@ -209,7 +209,7 @@ impl YoloDataset {
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+        .collect::<std::result::Result<_, _>>()?;
     entries.sort();
     for path in entries {
         if path.is_dir() {

@@ -12,7 +12,7 @@ fn uniform_fn(seed: u64, name: &str) -> impl FnMut() -> f64 {
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
-    let rng = effnetv2::DropPathRng::new(mix_seed(&[seed, h]));
+    let rng = rtdetr_ops::SplitMix64::new(mix_seed(&[seed, h]));
     move || rng.uniform()
 }
 

@@ -1,237 +1,90 @@
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle::{DType, Device, Result, Tensor};
+use candle::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use detr_loss::DetrLoss;
-use rtdetr_decoder::{CdnNoise, GroundTruth};
-use serde::{Deserialize, Serialize};
+use rtdetr_decoder::GroundTruth;
 
-use crate::coco::{self, Summary};
-use crate::data::geometry::Affine;
-use crate::data::{mix_seed, spawn_epoch, Augment, Sample};
-use crate::postprocess::{postprocess, Filter};
-use crate::train::{clip_grad_norm, detection_loss, gradients, AdamW, Ema, Schedule};
-use crate::{checkpoint, preprocess, ModelConfig, RtDetr, CONFIG_KEY};
+use super::state::RunState;
+use super::step::{accumulate, batch_gradients, denoising_noise, optimizer_step};
+use super::{AdamW, Ema, EpochStats, Schedule, TrainConfig};
+use crate::coco::Summary;
+use crate::data::{mix_seed, spawn_epoch, Sample};
+use crate::{evaluate, Error, ModelConfig, Result, RtDetr};
 
-/// Training hyper-parameters (ultralytics `default.yaml` values by default).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Epochs.
-    pub epochs: usize,
-    /// Images per batch.
-    pub batch: usize,
-    /// Training and validation size.
-    pub imgsz: usize,
-    /// Initial learning rate; `None` is 'auto': `round(0.002·5/(4+nc), 6)`.
-    pub lr0: Option<f64>,
-    /// Final learning-rate factor.
-    pub lrf: f64,
-    /// Cosine instead of linear decay.
-    pub cos_lr: bool,
-    /// Warm-up epochs.
-    pub warmup_epochs: f64,
-    /// Nominal batch size the gradients are accumulated to.
-    pub nbs: usize,
-    /// Weight decay at the nominal batch size.
-    pub weight_decay: f64,
-    /// Gradient clipping norm.
-    pub max_norm: f64,
-    /// Seed of data order, augmentation, denoising noise and stochastic depth.
-    pub seed: u64,
-    /// Augmentation, none when `None`.
-    pub augment: Option<AugmentConfig>,
-    /// Mosaic is off for the last `close_mosaic` epochs (all of them when `epochs ≤ close_mosaic`,
-    /// as ultralytics); 0 keeps it on.
-    #[serde(default)]
-    pub close_mosaic: usize,
-    /// Within an epoch, the state is also saved every this many optimizer steps (0: only at
-    /// epoch ends), so a run killed mid-epoch resumes from its last such step.
-    #[serde(default)]
-    pub save_period_steps: u64,
-}
-
-/// Serializable [`Augment`]. Fields missing from older run states read as 0 (off).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct AugmentConfig {
-    /// Horizontal flip probability.
-    pub fliplr: f32,
-    /// HSV gains.
-    pub hsv: [f32; 3],
-    /// Mosaic probability.
-    #[serde(default)]
-    pub mosaic: f32,
-    /// Affine rotation range in degrees.
-    #[serde(default)]
-    pub degrees: f32,
-    /// Affine translation fraction.
-    #[serde(default)]
-    pub translate: f32,
-    /// Affine scale gain.
-    #[serde(default)]
-    pub scale: f32,
-    /// Affine shear range in degrees.
-    #[serde(default)]
-    pub shear: f32,
-}
-
-impl AugmentConfig {
-    /// The loader's view of these settings.
-    pub fn augment(&self) -> Augment {
-        Augment {
-            fliplr: self.fliplr,
-            hsv: self.hsv,
-            mosaic: self.mosaic,
-            affine: Affine {
-                degrees: self.degrees,
-                translate: self.translate,
-                scale: self.scale,
-                shear: self.shear,
-            },
-        }
-    }
-}
-
-impl From<Augment> for AugmentConfig {
-    fn from(a: Augment) -> Self {
-        Self {
-            fliplr: a.fliplr,
-            hsv: a.hsv,
-            mosaic: a.mosaic,
-            degrees: a.affine.degrees,
-            translate: a.affine.translate,
-            scale: a.affine.scale,
-            shear: a.affine.shear,
-        }
-    }
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        let a = Augment::default();
-        Self {
-            epochs: 100,
-            batch: 16,
-            imgsz: 640,
-            lr0: None,
-            lrf: 0.01,
-            cos_lr: false,
-            warmup_epochs: 3.0,
-            nbs: 64,
-            weight_decay: 0.0005,
-            max_norm: 10.0,
-            seed: 0,
-            augment: Some(a.into()),
-            close_mosaic: 10,
-            save_period_steps: 0,
-        }
-    }
-}
-
-/// Mean loss terms of an epoch and the validation result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
-    /// Epoch index (from 0).
-    pub epoch: usize,
-    /// Mean main-layer GIoU loss.
-    pub giou_loss: f64,
-    /// Mean main-layer classification loss.
-    pub cls_loss: f64,
-    /// Mean main-layer L1 loss.
-    pub l1_loss: f64,
-    /// Validation mAP50 of the EMA weights.
-    pub map50: f64,
-    /// Validation mAP50-95 of the EMA weights.
-    pub map50_95: f64,
-    /// Learning rate of the weight group at the end of the epoch.
-    pub lr: f64,
-}
-
-/// What a run needs to continue exactly where it stopped.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunState {
-    model: ModelConfig,
-    train: TrainConfig,
-    names: Vec<String>,
-    next_epoch: usize,
-    optimizer_steps: u64,
-    ema_updates: u64,
-    /// −∞ before the first validation (written as JSON `null`).
-    #[serde(deserialize_with = "null_is_minus_infinity")]
-    best_fitness: f64,
-    history: Vec<EpochStats>,
-    #[serde(default)]
-    notes: std::collections::BTreeMap<String, String>,
-    /// Batches of `next_epoch` already done (a mid-epoch save), 0 at epoch ends.
-    #[serde(default)]
-    batch_in_epoch: usize,
-    /// Sums of the main-layer losses over those batches.
-    #[serde(default)]
-    epoch_sums: [f64; 3],
-}
-
-fn null_is_minus_infinity<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+/// Everything a new run starts from.
+#[derive(Debug, Clone)]
+pub struct TrainSetup {
+    /// The detector's sizes.
+    pub model: ModelConfig,
+    /// Hyper-parameters.
+    pub train: TrainConfig,
+    /// Class names, stored in the checkpoints.
+    pub names: Vec<String>,
+    /// Training images and labels.
+    pub train_samples: Vec<Sample>,
+    /// Validation images and labels.
+    pub val_samples: Vec<Sample>,
+    /// Starting weights: a full checkpoint, or any file whose keys are a subset of the model's
+    /// (e.g. a converted backbone under `model.0.`); `None` initialises as ultralytics does.
+    pub weights: Option<PathBuf>,
+    /// The output folder.
+    pub save_dir: PathBuf,
+    /// Where the model trains.
+    pub device: Device,
 }
 
 /// A training run: model, optimizer, EMA and data, writing into `save_dir`.
 pub struct Trainer {
-    varmap: VarMap,
-    model: RtDetr,
-    optimizer: AdamW,
-    ema: Ema,
-    schedule: Schedule,
-    loss: DetrLoss,
-    train: Arc<Vec<Sample>>,
-    val: Vec<Sample>,
-    device: Device,
-    save_dir: PathBuf,
-    state: RunState,
-    stop_at_step: Option<u64>,
-}
-
-fn error(message: String) -> candle::Error {
-    candle::Error::Msg(message)
+    pub(super) varmap: VarMap,
+    pub(super) model: RtDetr,
+    pub(super) optimizer: AdamW,
+    pub(super) ema: Ema,
+    pub(super) schedule: Schedule,
+    pub(super) loss: DetrLoss,
+    pub(super) train: Arc<Vec<Sample>>,
+    pub(super) val: Vec<Sample>,
+    pub(super) device: Device,
+    pub(super) save_dir: PathBuf,
+    pub(super) state: RunState,
+    pub(super) stop_at_step: Option<u64>,
 }
 
 impl Trainer {
-    /// A new run from scratch or from `weights` (a full checkpoint, or any file whose keys are a
-    /// subset of the model's, e.g. a converted backbone under `model.0.`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        model: ModelConfig,
-        train_cfg: TrainConfig,
-        names: Vec<String>,
-        train: Vec<Sample>,
-        val: Vec<Sample>,
-        weights: Option<&Path>,
-        save_dir: PathBuf,
-        device: Device,
-    ) -> Result<Self> {
+    /// A new run from scratch or from `setup.weights`.
+    pub fn new(setup: TrainSetup) -> Result<Self> {
+        let TrainSetup {
+            model,
+            train: train_cfg,
+            names,
+            train_samples: train,
+            val_samples: val,
+            weights,
+            save_dir,
+            device,
+        } = setup;
         let varmap = VarMap::new();
         let net = RtDetr::new(
             &model,
             VarBuilder::from_varmap(&varmap, DType::F32, &device),
         )?;
         crate::train::initialize(&varmap, model.nc(), train_cfg.seed)?;
-        if let Some(path) = weights {
-            let tensors = candle::safetensors::load(path, &device)
-                .map_err(|e| error(format!("{}: {e}", path.display())))?;
+        if let Some(path) = &weights {
+            let in_file = |e: Error| e.in_file(path);
+            let tensors =
+                candle::safetensors::load(path, &device).map_err(|e| in_file(e.into()))?;
             let vars = varmap
                 .data()
                 .lock()
-                .map_err(|_| error("poisoned variable map".into()))?;
+                .map_err(|_| Error::Run("poisoned variable map".into()))?;
             if let Some(unknown) = tensors
                 .keys()
                 .find(|k| !vars.contains_key(*k) && !k.ends_with("num_batches_tracked"))
             {
-                return Err(error(format!(
-                    "{}: {unknown} is not a parameter of this model",
-                    path.display()
-                )));
+                return Err(in_file(Error::Run(format!(
+                    "{unknown} is not a parameter of this model"
+                ))));
             }
             for (name, var) in vars.iter() {
                 if let Some(t) = tensors.get(name) {
@@ -287,67 +140,10 @@ impl Trainer {
         })
     }
 
-    /// Continues the run saved in `save_dir` (its `last.state.safetensors`).
-    pub fn resume(
-        save_dir: PathBuf,
-        train: Vec<Sample>,
-        val: Vec<Sample>,
-        device: Device,
-    ) -> Result<Self> {
-        let path = save_dir.join("last.state.safetensors");
-        let meta = crate::read_metadata(&path).map_err(|e| error(e.to_string()))?;
-        let state: RunState = serde_json::from_str(
-            meta.get("run")
-                .ok_or_else(|| error(format!("{}: no run state", path.display())))?,
-        )
-        .map_err(|e| error(format!("{}: bad run state: {e}", path.display())))?;
-        let mut t = Self::new(
-            state.model.clone(),
-            state.train.clone(),
-            state.names.clone(),
-            train,
-            val,
-            None,
-            save_dir,
-            device,
-        )?;
-        let tensors = candle::safetensors::load(&path, &t.device)?;
-        for (name, var) in t
-            .varmap
-            .data()
-            .lock()
-            .map_err(|_| error("poisoned variable map".into()))?
-            .iter()
-        {
-            var.set(
-                tensors
-                    .get(name)
-                    .ok_or_else(|| error(format!("{}: lacks {name}", path.display())))?,
-            )?;
-        }
-        t.optimizer.restore(&tensors, state.optimizer_steps)?;
-        t.ema.shadow = t
-            .ema
-            .shadow
-            .keys()
-            .map(|k| {
-                Ok((
-                    k.clone(),
-                    tensors
-                        .get(&format!("ema.{k}"))
-                        .cloned()
-                        .ok_or_else(|| error(format!("lacks ema.{k}")))?,
-                ))
-            })
-            .collect::<Result<_>>()?;
-        t.ema.updates = state.ema_updates;
-        t.state = state;
-        Ok(t)
-    }
-
-    /// Test hook that simulates a kill: `run_epoch` returns an error right after optimizer step
-    /// `step` (and its periodic save, if one falls there).
-    pub fn set_stop_at_step(&mut self, step: Option<u64>) {
+    /// Simulates a kill (for the resume tests): `run_epoch` returns an error right after
+    /// optimizer step `step` (and its periodic save, if one falls there).
+    #[cfg(test)]
+    pub(crate) fn set_stop_at_step(&mut self, step: Option<u64>) {
         self.stop_at_step = step;
     }
 
@@ -393,7 +189,7 @@ impl Trainer {
         let nb = self.schedule.batches_per_epoch;
         let seed = cfg.seed;
         let mut order: Vec<usize> = (0..self.train.len()).collect();
-        let rng = effnetv2::DropPathRng::new(mix_seed(&[seed, epoch as u64, 1]));
+        let rng = rtdetr_ops::SplitMix64::new(mix_seed(&[seed, epoch as u64, 1]));
         for i in (1..order.len()).rev() {
             let j = ((rng.uniform() * (i + 1) as f64) as usize).min(i);
             order.swap(i, j);
@@ -417,43 +213,34 @@ impl Trainer {
         let mut sums = self.state.epoch_sums;
         for (k, batch) in batches.iter().enumerate() {
             let i = start + k;
-            let batch = batch.map_err(error)?;
+            let batch = batch?;
             let ni = i + nb * epoch;
             self.optimizer.lr = self.schedule.lr(epoch, ni);
-            let accumulate = self.schedule.accumulate(ni);
+            let accumulate_over = self.schedule.accumulate(ni);
             let gt = GroundTruth {
                 cls: batch.labels.iter().flatten().map(|l| l.class).collect(),
                 boxes: batch.labels.iter().flatten().map(|l| l.bbox).collect(),
                 groups: batch.labels.iter().map(Vec::len).collect(),
             };
-            let noise_rng = effnetv2::DropPathRng::new(mix_seed(&[seed, ni as u64, 3]));
-            let noise = CdnNoise::for_batch(&gt.groups, self.state.model.nc(), 100, 0.5, || {
-                noise_rng.uniform() as f32
-            });
+            let noise = denoising_noise(&self.model, &gt, mix_seed(&[seed, ni as u64, 3]));
             self.model
                 .backbone()
                 .drop_path_rng()
                 .set_state(mix_seed(&[seed, ni as u64, 4]));
-            let out = self.model.forward_train(&batch.images, &gt, &noise)?;
-            let total = detection_loss(&self.loss, &out, &gt)?;
-            let value = total.0.to_scalar::<f32>()?;
-            if !value.is_finite() {
-                return Err(error(format!("loss became {value} at epoch {epoch}, batch {i}; stopping (the last checkpoint is kept)")));
+            let step = batch_gradients(&self.model, &self.loss, &vars, &batch.images, &gt, &noise)?;
+            if !step.loss.is_finite() {
+                return Err(Error::Training(format!(
+                    "loss became {} at epoch {epoch}, batch {i}; stopping (the last checkpoint is kept)",
+                    step.loss
+                )));
             }
-            for (s, v) in sums.iter_mut().zip(total.1) {
+            for (s, v) in sums.iter_mut().zip(step.terms) {
                 *s += v;
             }
-            let grads = gradients(&total.0.backward()?, &vars);
-            for (a, g) in acc.iter_mut().zip(grads) {
-                *a = match (a.take(), g) {
-                    (Some(a), Some(g)) => Some((a + g)?),
-                    (a, g) => a.or(g),
-                };
-            }
+            accumulate(&mut acc, step.grads)?;
             pending += 1;
-            if pending >= accumulate {
-                clip_grad_norm(&mut acc, cfg.max_norm)?;
-                self.optimizer.step(&acc)?;
+            if pending >= accumulate_over {
+                optimizer_step(&mut self.optimizer, &mut acc, cfg.max_norm)?;
                 acc.iter_mut().for_each(|a| *a = None);
                 pending = 0;
                 self.ema.update(&self.varmap)?;
@@ -467,7 +254,7 @@ impl Trainer {
                     self.save_state(epoch)?;
                 }
                 if self.stop_at_step == Some(steps) {
-                    return Err(error(format!(
+                    return Err(Error::Training(format!(
                         "stopped after optimizer step {steps} (epoch {epoch}, batch {i})"
                     )));
                 }
@@ -531,225 +318,11 @@ impl Trainer {
             &self.device,
         )
     }
-
-    fn metadata(&self, epoch: usize) -> HashMap<String, String> {
-        let mut meta = self.base_metadata(epoch);
-        meta.extend(self.state.notes.iter().map(|(k, v)| (k.clone(), v.clone())));
-        meta
-    }
-
-    fn base_metadata(&self, epoch: usize) -> HashMap<String, String> {
-        let names: HashMap<String, &String> = self
-            .state
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i.to_string(), n))
-            .collect();
-        HashMap::from([
-            (
-                "names".to_string(),
-                serde_json::to_string(&names).unwrap_or_default(),
-            ),
-            (
-                CONFIG_KEY.to_string(),
-                serde_json::to_string(&self.state.model).unwrap_or_default(),
-            ),
-            ("epoch".to_string(), epoch.to_string()),
-        ])
-    }
-
-    /// Writes `last.safetensors` (EMA weights), `best.safetensors` when `improved`,
-    /// `last.state.safetensors` (everything to resume), `results.csv` and `results.png`, each
-    /// atomically.
-    fn save(&self, improved: bool) -> Result<()> {
-        let io = |e: std::io::Error| {
-            error(format!(
-                "writing checkpoints to {}: {e}",
-                self.save_dir.display()
-            ))
-        };
-        let epoch = self.state.next_epoch;
-        let ema: Vec<(String, Tensor)> = self
-            .ema
-            .shadow
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        checkpoint::save_atomic(
-            &self.save_dir.join("last.safetensors"),
-            &ema,
-            self.metadata(epoch),
-        )
-        .map_err(io)?;
-        if improved {
-            checkpoint::save_atomic(
-                &self.save_dir.join("best.safetensors"),
-                &ema,
-                self.metadata(epoch),
-            )
-            .map_err(io)?;
-        }
-        self.save_state(epoch)?;
-        self.write_results()
-    }
-
-    /// Writes `last.state.safetensors`: the weights, EMA, optimizer moments and the run state.
-    fn save_state(&self, epoch: usize) -> Result<()> {
-        let io = |e: std::io::Error| {
-            error(format!(
-                "writing checkpoints to {}: {e}",
-                self.save_dir.display()
-            ))
-        };
-        let mut state: Vec<(String, Tensor)> = self
-            .varmap
-            .data()
-            .lock()
-            .map_err(|_| error("poisoned variable map".into()))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
-        state.extend(
-            self.ema
-                .shadow
-                .iter()
-                .map(|(k, v)| (format!("ema.{k}"), v.clone())),
-        );
-        state.extend(self.optimizer.state());
-        let mut meta = self.metadata(epoch);
-        meta.insert(
-            "run".into(),
-            serde_json::to_string(&self.state).map_err(|e| error(e.to_string()))?,
-        );
-        checkpoint::save_atomic(&self.save_dir.join("last.state.safetensors"), &state, meta)
-            .map_err(io)
-    }
-
-    /// Writes `results.csv` and `results.png` (one panel per column), each atomically.
-    fn write_results(&self) -> Result<()> {
-        let io = |e: std::io::Error| {
-            error(format!(
-                "writing checkpoints to {}: {e}",
-                self.save_dir.display()
-            ))
-        };
-        let mut csv = String::from("epoch,train/giou_loss,train/cls_loss,train/l1_loss,metrics/mAP50(B),metrics/mAP50-95(B),lr/pg0\n");
-        for s in &self.state.history {
-            csv.push_str(&format!(
-                "{},{:.5},{:.5},{:.5},{:.5},{:.5},{:.6}\n",
-                s.epoch + 1,
-                s.giou_loss,
-                s.cls_loss,
-                s.l1_loss,
-                s.map50,
-                s.map50_95,
-                s.lr
-            ));
-        }
-        checkpoint::write_atomic(&self.save_dir.join("results.csv"), csv.as_bytes()).map_err(io)?;
-        let h = &self.state.history;
-        let column = |f: fn(&EpochStats) -> f64| h.iter().map(f).collect::<Vec<f64>>();
-        let series = vec![
-            ("train/giou_loss".to_string(), column(|s| s.giou_loss)),
-            ("train/cls_loss".to_string(), column(|s| s.cls_loss)),
-            ("train/l1_loss".to_string(), column(|s| s.l1_loss)),
-            ("metrics/mAP50(B)".to_string(), column(|s| s.map50)),
-            ("metrics/mAP50-95(B)".to_string(), column(|s| s.map50_95)),
-            ("lr/pg0".to_string(), column(|s| s.lr)),
-        ];
-        crate::train::plot::write_png(&self.save_dir.join("results.png"), &series).map_err(io)
-    }
 }
 
 /// Whether `epoch` of `epochs` uses mosaic with `close_mosaic` (see [`Trainer::mosaic_on`]).
 pub fn mosaic_open(epoch: usize, epochs: usize, close_mosaic: usize) -> bool {
     close_mosaic == 0 || (epoch as i64) < epochs as i64 - close_mosaic as i64
-}
-
-/// mAP of `model` on `samples` (images stretched to `imgsz`, predictions at conf 0.001 and up to
-/// 300 per image, boxes in original pixels), with the COCO evaluator.
-pub fn evaluate(
-    model: &RtDetr,
-    samples: &[Sample],
-    names: &[String],
-    imgsz: usize,
-    batch: usize,
-    device: &Device,
-) -> Result<Summary> {
-    let mut gt = coco::Dataset {
-        categories: names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| coco::Category {
-                id: i as u64,
-                name: n.clone(),
-            })
-            .collect(),
-        ..coco::Dataset::default()
-    };
-    let mut detections = Vec::new();
-    let filter = Filter {
-        conf: 0.001,
-        max_det: 300,
-        classes: None,
-    };
-    for chunk in samples.chunks(batch.max(1)) {
-        let loaded: Vec<_> = chunk
-            .iter()
-            .map(|s| crate::data::load_sample(s, imgsz, None).map_err(error))
-            .collect::<Result<_>>()?;
-        let raw: Vec<(&[u8], usize, usize)> = loaded
-            .iter()
-            .map(|l| (l.pixels.as_slice(), imgsz, imgsz))
-            .collect();
-        let images = preprocess::to_batch(&raw, imgsz, device)?;
-        let rows = model
-            .forward_t(&images, false)?
-            .decoder
-            .detections
-            .to_device(&Device::Cpu)?;
-        let sizes: Vec<(usize, usize)> = loaded.iter().map(|l| l.original).collect();
-        for ((dets, l), sample) in postprocess(&rows, &sizes, &filter)?
-            .into_iter()
-            .zip(&loaded)
-            .zip(chunk)
-        {
-            let id = gt.images.len() as u64 + 1;
-            let (h, w) = (l.original.0 as f64, l.original.1 as f64);
-            gt.images.push(coco::Image {
-                id,
-                file_name: sample.image.display().to_string(),
-                width: w as u32,
-                height: h as u32,
-            });
-            for label in &sample.labels {
-                let [cx, cy, bw, bh] = label.bbox.map(f64::from);
-                let bbox = [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, bw * w, bh * h];
-                let ann = coco::Annotation {
-                    id: gt.annotations.len() as u64 + 1,
-                    image_id: id,
-                    category_id: label.class as u64,
-                    bbox,
-                    area: Some(bbox[2] * bbox[3]),
-                    iscrowd: 0,
-                };
-                gt.annotations.push(ann);
-            }
-            detections.extend(dets.iter().map(|d| coco::Detection {
-                image_id: id,
-                category_id: d.class_id as u64,
-                bbox: [
-                    d.bbox[0] as f64,
-                    d.bbox[1] as f64,
-                    (d.bbox[2] - d.bbox[0]) as f64,
-                    (d.bbox[3] - d.bbox[1]) as f64,
-                ],
-                score: d.score as f64,
-            }));
-        }
-    }
-    coco::evaluate(&gt, &detections).map_err(error)
 }
 
 #[cfg(test)]

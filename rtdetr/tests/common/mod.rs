@@ -31,6 +31,7 @@ pub fn tiny_config(io: &Fixture) -> ModelConfig {
             heads: size("heads"),
             layers: size("layers"),
             ffn: size("decoder_ffn"),
+            denoising: Default::default(),
         },
         backbone,
     }

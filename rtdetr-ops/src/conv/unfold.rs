@@ -10,7 +10,8 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::geometry::{cpu_slice, Geometry};
+use super::geometry::Geometry;
+use crate::cpu::cpu_slice;
 
 /// The unfold of one convolution.
 type Unfold = Geometry;
@@ -89,16 +90,6 @@ fn fold<T: WithDType>(g: &Unfold, cols: &[T]) -> Vec<T> {
     out
 }
 
-macro_rules! run {
-    ($kernel:ident, $g:expr, $s:expr, $l:expr) => {{
-        match $s {
-            CpuStorage::F32(_) => CpuStorage::F32($kernel($g, cpu_slice::<f32>($s, $l)?)),
-            CpuStorage::F64(_) => CpuStorage::F64($kernel($g, cpu_slice::<f64>($s, $l)?)),
-            s => candle::bail!("im2col: unsupported dtype {:?} (f32 or f64)", s.dtype()),
-        }
-    }};
-}
-
 struct Im2Col(Unfold);
 
 impl CustomOp1 for Im2Col {
@@ -108,7 +99,10 @@ impl CustomOp1 for Im2Col {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        Ok((run!(unfold, g, s, l), (g.b, g.rows(), g.cols()).into()))
+        let out = float_dispatch!("im2col", s.dtype(), CpuStorage, |T| {
+            unfold::<T>(g, cpu_slice(s, l)?)
+        }, F32: f32, F64: f64);
+        Ok((out, (g.b, g.rows(), g.cols()).into()))
     }
 
     fn bwd(&self, _xs: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -125,7 +119,10 @@ impl CustomOp1 for Col2Im {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        Ok((run!(fold, g, s, l), (g.b, g.c, g.h, g.w).into()))
+        let out = float_dispatch!("col2im", s.dtype(), CpuStorage, |T| {
+            fold::<T>(g, cpu_slice(s, l)?)
+        }, F32: f32, F64: f64);
+        Ok((out, (g.b, g.c, g.h, g.w).into()))
     }
 }
 
@@ -316,7 +313,7 @@ impl candle::CustomOp2 for ConvGemm {
 ///
 /// # Shapes
 /// `xs: [B, C, H, W]`, `weight: [O, C, KH, KW]` → `[B, O, (H + 2p − KH)/s + 1, (W + 2p − KW)/s + 1]`
-pub fn conv2d_im2col(
+pub fn conv2d_unfolded(
     xs: &Tensor,
     weight: &Tensor,
     stride: usize,
@@ -350,23 +347,11 @@ pub fn conv2d_im2col(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle::{DType, Device, Var, D};
+    use crate::testing::max_abs_diff;
+    use candle::{DType, Device, Var};
 
     fn random(shape: &[usize]) -> Tensor {
         Tensor::randn(0f64, 1., shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(D::Minus1)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     /// (input, weight, stride, padding), all with H and W leaving the same remainder so candle's
@@ -384,7 +369,7 @@ mod tests {
         for &(xs_shape, w_shape, stride, padding) in SAME_REMAINDER {
             let xs = Var::from_tensor(&random(&xs_shape)).unwrap();
             let w = Var::from_tensor(&random(&w_shape)).unwrap();
-            let ours = conv2d_im2col(&xs, &w, stride, padding).unwrap();
+            let ours = conv2d_unfolded(&xs, &w, stride, padding).unwrap();
             let theirs = xs.conv2d(&w, padding, stride, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
             assert!(
@@ -420,7 +405,7 @@ mod tests {
         let w = random(&[3, 2, 3, 3]);
         let probe = random(&[1, 3, 3, 3]);
         let loss = |xs: &Tensor| -> f64 {
-            (conv2d_im2col(xs, &w, 2, 1).unwrap() * &probe)
+            (conv2d_unfolded(xs, &w, 2, 1).unwrap() * &probe)
                 .unwrap()
                 .sum_all()
                 .unwrap()
@@ -428,7 +413,7 @@ mod tests {
                 .unwrap()
         };
         let var = Var::from_tensor(&xs).unwrap();
-        let grads = (conv2d_im2col(&var, &w, 2, 1).unwrap() * &probe)
+        let grads = (conv2d_unfolded(&var, &w, 2, 1).unwrap() * &probe)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -494,7 +479,7 @@ mod tests {
     fn f32_path() {
         let xs = random(&[1, 3, 9, 9]).to_dtype(DType::F32).unwrap();
         let w = random(&[4, 3, 3, 3]).to_dtype(DType::F32).unwrap();
-        let ours = conv2d_im2col(&xs, &w, 2, 1).unwrap();
+        let ours = conv2d_unfolded(&xs, &w, 2, 1).unwrap();
         let theirs = xs.conv2d(&w, 1, 2, 1, 1).unwrap();
         let diff = (ours - theirs)
             .unwrap()

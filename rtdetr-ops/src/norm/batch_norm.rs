@@ -1,7 +1,7 @@
 use candle::{Result, Tensor, Var};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
-use crate::batch_norm_train::batch_norm_train;
+use super::batch_norm_train::batch_norm_train;
 
 /// ultralytics' `initialize_weights` overrides every `BatchNorm2d` of the model (backbone included)
 /// to eps 1e-3 and momentum 0.03; PyTorch's defaults would be 1e-5 and 0.1.
@@ -140,21 +140,9 @@ impl ModuleT for BatchNorm2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_abs_diff;
     use candle::{DType, Device, Var};
     use candle_nn::VarMap;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
 
     #[test]
     fn training_op_equals_the_composite_in_values_gradients_and_running_stats() {
@@ -179,20 +167,20 @@ mod tests {
             let fast = bn.forward_act(&xs, true, silu).unwrap();
             let (slow, mean, var) = twin.forward_train_composite(&xs).unwrap();
             let slow = if silu { slow.silu().unwrap() } else { slow };
-            assert!(max_diff(&fast, &slow) < 1e-12, "silu {silu}");
+            assert!(max_abs_diff(&fast, &slow) < 1e-12, "silu {silu}");
             let backward = |ys: &Tensor| (ys * &probe).unwrap().sum_all().unwrap().backward();
             let (grads_fast, grads_slow) = (backward(&fast).unwrap(), backward(&slow).unwrap());
             for var in [&xs, &weight, &bias] {
                 let (g1, g2) = (grads_fast.get(var).unwrap(), grads_slow.get(var).unwrap());
-                assert!(max_diff(g1, g2) < 1e-12, "silu {silu}: {g1} vs {g2}");
+                assert!(max_abs_diff(g1, g2) < 1e-12, "silu {silu}: {g1} vs {g2}");
             }
             let n = 2.0 * 4.0 * 5.0;
             let want_mean = (mean * BN_MOMENTUM).unwrap();
             let want_var = var
                 .affine(n / (n - 1.0) * BN_MOMENTUM, 1.0 - BN_MOMENTUM)
                 .unwrap();
-            assert!(max_diff(bn.running_mean(), &want_mean) < 1e-12);
-            assert!(max_diff(bn.running_var(), &want_var) < 1e-12);
+            assert!(max_abs_diff(bn.running_mean(), &want_mean) < 1e-12);
+            assert!(max_abs_diff(bn.running_var(), &want_var) < 1e-12);
         }
     }
 }

@@ -1,33 +1,15 @@
 // Depthwise 2-D convolution (`groups = C`, weight [C, 1, KH, KW], symmetric zero padding), forward
-// and both gradients. Plain kernels that mirror `effnetv2/src/depthwise.rs`: one thread per
+// and both gradients. Plain kernels that mirror `rtdetr-ops/src/conv/depthwise.rs`: one thread per
 // output element, gathers instead of atomics (so results are deterministic), accumulation in
 // `acc_t` (float for f32/bf16, double for f64) in the CPU loops' tap order.
-#include <cuda_bf16.h>
-#include <stdint.h>
-
-template <typename T> struct Acc { typedef float type; };
-template <> struct Acc<double> { typedef double type; };
-
-template <typename T> __device__ __forceinline__ typename Acc<T>::type load(const T *p) {
-    return static_cast<typename Acc<T>::type>(*p);
-}
-template <> __device__ __forceinline__ float load<__nv_bfloat16>(const __nv_bfloat16 *p) {
-    return __bfloat162float(*p);
-}
-template <typename T> __device__ __forceinline__ T store(typename Acc<T>::type v) {
-    return static_cast<T>(v);
-}
-template <> __device__ __forceinline__ __nv_bfloat16 store<__nv_bfloat16>(float v) {
-    return __float2bfloat16(v);
-}
+#include "common.cuh"
 
 // ys[b, c, oy, ox] = Σ_{ky, kx} w[c, ky, kx] · xs[b, c, oy·s + ky − p, ox·s + kx − p].
 template <typename T>
 __device__ void forward(const T *xs, const T *w, T *ys, size_t b, size_t c, size_t h, size_t wd,
                         size_t kh, size_t kw, size_t oh, size_t ow, size_t stride, size_t pad) {
     size_t n = b * c * oh * ow;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, n) {
         size_t ox = i % ow, oy = (i / ow) % oh, plane = i / (ow * oh), ch = plane % c;
         const T *x = xs + plane * h * wd;
         const T *taps = w + ch * kh * kw;
@@ -51,8 +33,7 @@ template <typename T>
 __device__ void grad_input(const T *gy, const T *w, T *gx, size_t b, size_t c, size_t h, size_t wd,
                            size_t kh, size_t kw, size_t oh, size_t ow, size_t stride, size_t pad) {
     size_t n = b * c * h * wd;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, n) {
         size_t ix = i % wd, iy = (i / wd) % h, plane = i / (wd * h), ch = plane % c;
         const T *g = gy + plane * oh * ow;
         const T *taps = w + ch * kh * kw;

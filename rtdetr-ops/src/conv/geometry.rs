@@ -1,4 +1,4 @@
-use candle::{CpuStorage, Layout, Result, WithDType};
+use candle::Result;
 
 /// Sizes of one 2-D convolution of `[B, C, H, W]` with a `KH×KW` kernel, shared by the CPU
 /// kernels (depthwise, unfold/fold), which all work plane by plane and row by row.
@@ -71,16 +71,5 @@ impl Geometry {
         };
         let hi = hi.max(lo);
         (lo, hi, (lo * s + k).saturating_sub(p))
-    }
-}
-
-/// The elements of a contiguous CPU operand.
-pub(crate) fn cpu_slice<'a, T: WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => candle::bail!("custom op operands must be contiguous"),
     }
 }

@@ -62,29 +62,24 @@ impl candle::CustomOp1 for TopK {
         layout: &candle::Layout,
     ) -> Result<(candle::CudaStorage, candle::Shape)> {
         use candle::backend::BackendStorage;
-        use candle::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-        use candle::cuda_backend::WrapErr;
+        use candle::cuda_backend::cudarc::driver::{CudaSlice, LaunchConfig};
         let (rows, n) = layout.shape().dims2()?;
-        let k = self.k;
         let dev = storage.device();
-        let xs = crate::cuda::view(storage.as_cuda_slice::<f32>()?, layout)?;
-        let module = crate::cuda::TOPK;
-        let func = dev.get_or_load_custom_func("topk_f32", module.name, module.ptx)?;
-        // SAFETY: ranks are a permutation of 0..n, so each of the k ≤ n slots of a row is
-        // written exactly once.
-        let indices = unsafe { dev.alloc::<u32>((rows * k).max(1))? };
         let cfg = LaunchConfig {
             grid_dim: (n.div_ceil(256) as u32, rows as u32, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut builder = func.builder();
-        builder.arg(&xs);
-        builder.arg(&indices);
-        builder.arg(&n);
-        builder.arg(&k);
-        // SAFETY: the arguments match `topk_f32(const float*, uint32_t*, size_t, size_t)`.
-        unsafe { builder.launch(cfg) }.w()?;
+        // Ranks are a permutation of 0..n, so each of the k ≤ n slots of a row is written once.
+        let indices: CudaSlice<u32> = crate::cuda::launch(
+            dev,
+            crate::cuda::TOPK,
+            "topk",
+            &[(storage.as_cuda_slice::<f32>()?, layout)],
+            crate::cuda::Out::Written(rows * self.k),
+            cfg,
+            &[n, self.k],
+        )?;
         Ok((
             candle::CudaStorage::wrap_cuda_slice(indices, dev.clone()),
             (rows, k).into(),

@@ -12,7 +12,7 @@ use candle::{
 };
 use rayon::prelude::*;
 
-use crate::geometry::cpu_slice;
+use crate::cpu::cpu_slice;
 
 /// Per-channel mean and biased variance of a contiguous `[B, C, H, W]`.
 struct Moments;
@@ -58,7 +58,7 @@ impl CustomOp1 for Moments {
         let out = match s {
             CpuStorage::F32(_) => moments(cpu_slice::<f32>(s, l)?, c, h * w),
             CpuStorage::F64(_) => moments(cpu_slice::<f64>(s, l)?, c, h * w),
-            s => candle::bail!("batch norm: unsupported dtype {:?}", s.dtype()),
+            s => candle::bail!("batch norm: unsupported dtype {:?} (f32 or f64)", s.dtype()),
         };
         Ok((CpuStorage::F64(out), (2, c).into()))
     }
@@ -187,21 +187,9 @@ impl CustomOp3 for Normalize {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, _, h, w) = l1.shape().dims4()?;
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
-                cpu_slice(s1, l1)?,
-                cpu_slice(s2, l2)?,
-                cpu_slice(s3, l3)?,
-                h * w,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
-                cpu_slice(s1, l1)?,
-                cpu_slice(s2, l2)?,
-                cpu_slice(s3, l3)?,
-                h * w,
-            )),
-            s => candle::bail!("batch norm: unsupported dtype {:?}", s.dtype()),
-        };
+        let out = float_dispatch!("batch norm", s1.dtype(), CpuStorage, |T| {
+            self.forward::<T>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?, h * w)
+        }, F32: f32, F64: f64);
         Ok((out, l1.shape().clone()))
     }
 
@@ -255,21 +243,10 @@ impl CustomOp2 for NormalizeBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
         let params = (self.weight.as_slice(), self.bias.as_slice());
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward.backward(
-                cpu_slice(s1, l1)?,
-                cpu_slice(s2, l2)?,
-                params,
-                h * w,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward.backward(
-                cpu_slice(s1, l1)?,
-                cpu_slice(s2, l2)?,
-                params,
-                h * w,
-            )),
-            s => candle::bail!("batch norm: unsupported dtype {:?}", s.dtype()),
-        };
+        let out = float_dispatch!("batch norm backward", s1.dtype(), CpuStorage, |T| {
+            self.forward
+                .backward::<T>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, params, h * w)
+        }, F32: f32, F64: f64);
         Ok((out, (b * c * h * w + 2 * c).into()))
     }
 }
@@ -277,7 +254,7 @@ impl CustomOp2 for NormalizeBackward {
 /// Training-mode batch norm of a CPU f32/f64 `[B, C, H, W]`, followed by SiLU when `silu`: the
 /// output (differentiable in `xs`, `weight` and `bias`) and the batch's per-channel mean and
 /// biased variance.
-pub(crate) fn batch_norm_train(
+pub fn batch_norm_train(
     xs: &Tensor,
     weight: &Tensor,
     bias: &Tensor,

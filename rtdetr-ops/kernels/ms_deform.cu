@@ -1,4 +1,4 @@
-// Multi-scale deformable sampling of `rtdetr-decoder/src/ms_deform_attn.rs` (`Sampler`): for each
+// Multi-scale deformable sampling of `rtdetr-ops/src/ms_deform.rs` (`Sampler`): for each
 // query and head, the attention-weighted sum over levels and points of bilinear samples, as
 // `F.grid_sample(bilinear, padding_mode='zeros', align_corners=False)` at pixel
 // (loc_x·w − 0.5, loc_y·h − 0.5). The index math follows the CPU loops line by line.
@@ -6,8 +6,7 @@
 // value: [B, S, dim] (levels stacked along S), loc: [B, Q, heads, L·P, 2] (x, y),
 // weights: [B, Q, heads, L·P], out: [B, Q, dim]; dh = dim / heads; sample i =
 // ((bq·heads + head)·L + level)·P + p.
-#include <cuda_bf16.h>
-#include <stdint.h>
+#include "common.cuh"
 
 #define MAX_LEVELS 8
 
@@ -17,26 +16,6 @@ struct Levels {
     size_t w[MAX_LEVELS];
     size_t start[MAX_LEVELS];
 };
-
-template <typename T> struct Acc { typedef float type; };
-template <> struct Acc<double> { typedef double type; };
-
-template <typename T> __device__ __forceinline__ typename Acc<T>::type load(const T *p) {
-    return static_cast<typename Acc<T>::type>(*p);
-}
-template <> __device__ __forceinline__ float load<__nv_bfloat16>(const __nv_bfloat16 *p) {
-    return __bfloat162float(*p);
-}
-template <typename T> __device__ __forceinline__ T store(typename Acc<T>::type v) {
-    return static_cast<T>(v);
-}
-template <> __device__ __forceinline__ __nv_bfloat16 store<__nv_bfloat16>(float v) {
-    return __float2bfloat16(v);
-}
-
-#define GRID_STRIDE(i, n)                                                                          \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                         \
-         i += (size_t)blockDim.x * gridDim.x)
 
 // One thread per output element (bq, c), head = c / dh.
 template <typename T>

@@ -1,5 +1,5 @@
 // Per-row top-k of f32 scores, largest first, equal values in index order: exactly the order of
-// `rtdetr-decoder/src/topk.rs` (`f32::total_cmp` descending, then index ascending). Every element
+// `rtdetr-ops/src/topk.rs` (`f32::total_cmp` descending, then index ascending). Every element
 // gets a distinct 64-bit key (total-order bits of the value, then the complemented index), its
 // rank is the number of larger keys in its row, and the elements ranked below k write their
 // index at that rank. O(n²) comparisons per row, through shared-memory tiles; no length limit.

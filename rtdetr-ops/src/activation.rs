@@ -5,7 +5,7 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::geometry::cpu_slice;
+use crate::cpu::cpu_slice;
 
 struct BiasAct {
     silu: bool,
@@ -159,6 +159,7 @@ pub fn bias_act(xs: &Tensor, bias: &Tensor, silu: bool) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_abs_diff;
     use candle::Device;
 
     #[test]
@@ -182,14 +183,7 @@ mod tests {
                 .unwrap();
             let want = if silu { want.silu().unwrap() } else { want };
             let got = bias_act(&xs, &bias, silu).unwrap();
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&got, &want);
             assert!(diff < 1e-6, "silu {silu}: {diff}");
         }
     }

@@ -8,7 +8,8 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::geometry::{cpu_slice, Geometry};
+use super::geometry::Geometry;
+use crate::cpu::cpu_slice;
 
 /// Depthwise convolution: `xs: [B, C, H, W]`, `weight: [C, 1, KH, KW]`, symmetric zero padding.
 ///
@@ -28,8 +29,13 @@ pub fn depthwise_conv2d(
     if !xs.device().is_cpu() && !has_cuda_kernel(xs) {
         return xs.conv2d(weight, padding, stride, 1, geometry.c);
     }
-    xs.contiguous()?
-        .apply_op2(&weight.contiguous()?, Forward(geometry))
+    xs.contiguous()?.apply_op2(
+        &weight.contiguous()?,
+        Depthwise {
+            g: geometry,
+            pass: Pass::Forward,
+        },
+    )
 }
 
 /// Whether `kernels/depthwise.cu` covers `xs`'s device and dtype.
@@ -187,89 +193,76 @@ fn grad_weight_kernel<T: WithDType>(g: &Geometry, xs: &[T], grad: &[T]) -> Vec<T
     grad_w
 }
 
-/// Runs `kernel` on the two operands for each supported float type.
-macro_rules! dispatch {
-    ($kernel:ident, $g:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32($kernel::<f32>(
-                $g,
-                cpu_slice($s1, $l1)?,
-                cpu_slice($s2, $l2)?,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64($kernel::<f64>(
-                $g,
-                cpu_slice($s1, $l1)?,
-                cpu_slice($s2, $l2)?,
-            )),
-            _ => candle::bail!(
-                "depthwise conv: unsupported dtypes {:?}, {:?} (f32 or f64)",
-                $s1.dtype(),
-                $s2.dtype()
-            ),
-        }
-    };
-}
-
-/// Launches `{$name}_{dtype}(s1, s2, out, b, c, h, w, kh, kw, oh, ow, stride, padding)` of
-/// `kernels/depthwise.cu`, `out` holding `$len` elements.
+/// Launches `{name}_{dtype}(xs, w, out, b, c, h, w, kh, kw, oh, ow, stride, padding)` of
+/// `kernels/depthwise.cu` on two operands of one dtype, `out` holding `len` elements.
 #[cfg(feature = "cuda")]
-macro_rules! cuda_dispatch {
-    ($name:expr, $g:expr, $cfg:expr, $len:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr) => {{
-        use candle::backend::BackendStorage;
-        use candle::cuda_backend::CudaStorageSlice as S;
-        let g: &Geometry = $g;
-        let dev = $s1.device();
-        let params = [
-            g.b, g.c, g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.stride, g.padding,
-        ];
-        let m = crate::cuda::DEPTHWISE;
-        let (len, cfg) = ($len, $cfg);
-        let slice = match (&$s1.slice, &$s2.slice) {
-            (S::F32(a), S::F32(b)) => S::F32(crate::cuda::launch(
-                dev,
-                m,
-                $name,
-                &[(a, $l1), (b, $l2)],
-                (len, false),
-                cfg,
-                &params,
-            )?),
-            (S::F64(a), S::F64(b)) => S::F64(crate::cuda::launch(
-                dev,
-                m,
-                $name,
-                &[(a, $l1), (b, $l2)],
-                (len, false),
-                cfg,
-                &params,
-            )?),
-            (S::BF16(a), S::BF16(b)) => S::BF16(crate::cuda::launch(
-                dev,
-                m,
-                $name,
-                &[(a, $l1), (b, $l2)],
-                (len, false),
-                cfg,
-                &params,
-            )?),
-            _ => candle::bail!(
-                "depthwise conv: unsupported dtypes {:?}, {:?} on CUDA (f32, f64 or bf16)",
-                $s1.dtype(),
-                $s2.dtype()
-            ),
-        };
-        candle::CudaStorage {
-            slice,
-            device: dev.clone(),
-        }
-    }};
+#[allow(clippy::too_many_arguments)]
+fn launch_cuda(
+    name: &str,
+    g: &Geometry,
+    cfg: candle::cuda_backend::cudarc::driver::LaunchConfig,
+    len: usize,
+    (s1, l1): (&candle::CudaStorage, &Layout),
+    (s2, l2): (&candle::CudaStorage, &Layout),
+) -> Result<candle::CudaStorage> {
+    use crate::cuda::{launch, Out, DEPTHWISE};
+    use candle::cuda_backend::CudaStorageSlice;
+    let dev = s1.device();
+    let params = [
+        g.b, g.c, g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.stride, g.padding,
+    ];
+    let slice = float_dispatch!("depthwise conv on CUDA", s1.dtype(), CudaStorageSlice, |T| {
+        launch::<T, _>(
+            dev,
+            DEPTHWISE,
+            name,
+            &[(s1.as_cuda_slice::<T>()?, l1), (s2.as_cuda_slice::<T>()?, l2)],
+            Out::Written(len),
+            cfg,
+            &params,
+        )?
+    }, F32: f32, F64: f64, BF16: half::bf16);
+    Ok(candle::CudaStorage {
+        slice,
+        device: dev.clone(),
+    })
 }
 
-struct Forward(Geometry);
+/// Which of the three depthwise kernels an op runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pass {
+    /// `(xs, weight)` → ys.
+    Forward,
+    /// `(dy, weight)` → dx.
+    GradInput,
+    /// `(xs, dy)` → d weight.
+    GradWeight,
+}
 
-impl CustomOp2 for Forward {
+/// One pass of the depthwise convolution; only the forward pass is differentiated.
+struct Depthwise {
+    g: Geometry,
+    pass: Pass,
+}
+
+impl Depthwise {
+    fn out_shape(&self) -> Shape {
+        let g = &self.g;
+        match self.pass {
+            Pass::Forward => (g.b, g.c, g.oh, g.ow).into(),
+            Pass::GradInput => (g.b, g.c, g.h, g.w).into(),
+            Pass::GradWeight => (g.c, 1, g.kh, g.kw).into(),
+        }
+    }
+}
+
+impl CustomOp2 for Depthwise {
     fn name(&self) -> &'static str {
-        "depthwise-conv2d"
+        match self.pass {
+            Pass::Forward => "depthwise-conv2d",
+            Pass::GradInput => "depthwise-conv2d-grad-input",
+            Pass::GradWeight => "depthwise-conv2d-grad-weight",
+        }
     }
 
     fn cpu_fwd(
@@ -279,11 +272,16 @@ impl CustomOp2 for Forward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        Ok((
-            dispatch!(forward_kernel, g, s1, l1, s2, l2),
-            (g.b, g.c, g.oh, g.ow).into(),
-        ))
+        let g = &self.g;
+        let out = float_dispatch!("depthwise conv", s1.dtype(), CpuStorage, |T| {
+            let (a, b) = (cpu_slice::<T>(s1, l1)?, cpu_slice::<T>(s2, l2)?);
+            match self.pass {
+                Pass::Forward => forward_kernel(g, a, b),
+                Pass::GradInput => grad_input_kernel(g, a, b),
+                Pass::GradWeight => grad_weight_kernel(g, a, b),
+            }
+        }, F32: f32, F64: f64);
+        Ok((out, self.out_shape()))
     }
 
     #[cfg(feature = "cuda")]
@@ -294,13 +292,23 @@ impl CustomOp2 for Forward {
         s2: &candle::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle::CudaStorage, Shape)> {
-        let g = &self.0;
-        let len = g.b * g.c * g.out_plane();
-        let cfg = crate::cuda::elementwise(len);
-        Ok((
-            cuda_dispatch!("depthwise_fwd", g, cfg, len, s1, l1, s2, l2),
-            (g.b, g.c, g.oh, g.ow).into(),
-        ))
+        let shape = self.out_shape();
+        let len = shape.elem_count();
+        let (name, cfg) = match self.pass {
+            Pass::Forward => ("depthwise_fwd", crate::cuda::elementwise(len)),
+            Pass::GradInput => ("depthwise_grad_input", crate::cuda::elementwise(len)),
+            // One block of 256 threads (the kernel's shared-memory size) per weight element.
+            Pass::GradWeight => (
+                "depthwise_grad_weight",
+                candle::cuda_backend::cudarc::driver::LaunchConfig {
+                    grid_dim: (len as u32, 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                },
+            ),
+        };
+        let out = launch_cuda(name, &self.g, cfg, len, (s1, l1), (s2, l2))?;
+        Ok((out, shape))
     }
 
     fn bwd(
@@ -310,120 +318,39 @@ impl CustomOp2 for Forward {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.pass != Pass::Forward {
+            candle::bail!("{}: no second derivative", self.name())
+        }
+        let g = self.g;
         let grad = grad.contiguous()?;
-        let grad_xs = grad.apply_op2_no_bwd(weight, &GradInput(self.0))?;
-        let grad_w = xs.apply_op2_no_bwd(&grad, &GradWeight(self.0))?;
+        let grad_xs = grad.apply_op2_no_bwd(
+            weight,
+            &Depthwise {
+                g,
+                pass: Pass::GradInput,
+            },
+        )?;
+        let grad_w = xs.apply_op2_no_bwd(
+            &grad,
+            &Depthwise {
+                g,
+                pass: Pass::GradWeight,
+            },
+        )?;
         Ok((Some(grad_xs), Some(grad_w)))
-    }
-}
-
-struct GradInput(Geometry);
-
-impl CustomOp2 for GradInput {
-    fn name(&self) -> &'static str {
-        "depthwise-conv2d-grad-input"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        Ok((
-            dispatch!(grad_input_kernel, g, s1, l1, s2, l2),
-            (g.b, g.c, g.h, g.w).into(),
-        ))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle::CudaStorage,
-        l1: &Layout,
-        s2: &candle::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle::CudaStorage, Shape)> {
-        let g = &self.0;
-        let len = g.b * g.c * g.plane();
-        let cfg = crate::cuda::elementwise(len);
-        Ok((
-            cuda_dispatch!("depthwise_grad_input", g, cfg, len, s1, l1, s2, l2),
-            (g.b, g.c, g.h, g.w).into(),
-        ))
-    }
-}
-
-struct GradWeight(Geometry);
-
-impl CustomOp2 for GradWeight {
-    fn name(&self) -> &'static str {
-        "depthwise-conv2d-grad-weight"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        Ok((
-            dispatch!(grad_weight_kernel, g, s1, l1, s2, l2),
-            (g.c, 1, g.kh, g.kw).into(),
-        ))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle::CudaStorage,
-        l1: &Layout,
-        s2: &candle::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle::CudaStorage, Shape)> {
-        let g = &self.0;
-        let len = g.c * g.taps();
-        // One block of 256 threads (the kernel's shared-memory size) per weight element.
-        let cfg = candle::cuda_backend::cudarc::driver::LaunchConfig {
-            grid_dim: (len as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        Ok((
-            cuda_dispatch!("depthwise_grad_weight", g, cfg, len, s1, l1, s2, l2),
-            (g.c, 1, g.kh, g.kw).into(),
-        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle::{DType, Device, Var, D};
+    use crate::testing::max_abs_diff;
+    use candle::{DType, Device, Var};
 
     fn random(shape: &[usize], dtype: DType) -> Tensor {
         Tensor::randn(0f32, 1., shape, &Device::Cpu)
             .unwrap()
             .to_dtype(dtype)
-            .unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(D::Minus1)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
             .unwrap()
     }
 

@@ -1,0 +1,57 @@
+//! The kernels of rtdetr-rs: every general op that the model crates (`effnetv2`, `rtdetr-neck`,
+//! `rtdetr-decoder`) build their layers from, with its CPU and CUDA forward and backward passes.
+//!
+//! Written by hand because candle 0.11 lacks them or runs them far from the machine's speed
+//! (`shared/spec/candle-gaps.md`): grouped convolutions run as one convolution per group, the CPU
+//! conv2d reaches a third of its own matmul, training-mode batch norm keeps five full-size
+//! intermediates, the fused layer norm has no gradient, there is no deformable sampling and no
+//! top-k, and the CPU generator cannot be seeded. No maintained crate offers these on candle
+//! tensors with their backward passes.
+//!
+//! Laid out by op family, as rten does:
+//! - [`conv`]: [`conv2d`] dispatch to the direct depthwise kernel, 1×1 matrix products, or
+//!   convolution as banded unfold + gemm, each with its own backward;
+//! - [`norm`]: [`BatchNorm2d`] (evaluation affine map; training as one op that recomputes instead
+//!   of storing) and a differentiable [`LayerNorm`];
+//! - [`bias_act`]: `act(x + bias)` in one pass, for folded evaluation;
+//! - [`ms_deform`]: multi-scale deformable bilinear sampling (grid_sample semantics) and its
+//!   gradients;
+//! - [`topk`]: `torch.topk` order, with a CUDA kernel;
+//! - [`SplitMix64`]: the seedable random source of the whole project;
+//! - `cuda` (feature `cuda`): the launch glue for `kernels/*.cu`, compiled to PTX by one
+//!   `build.rs` and sharing `kernels/common.cuh`.
+//!
+//! ```
+//! use candle::{DType, Device, Tensor};
+//!
+//! let dev = Device::Cpu;
+//! let xs = Tensor::ones((1, 4, 8, 8), DType::F32, &dev)?;
+//! let depthwise = Tensor::ones((4, 1, 3, 3), DType::F32, &dev)?;
+//! let ys = rtdetr_ops::conv2d(&xs, &depthwise, 2, 1, 4)?;
+//! assert_eq!(ys.dims(), &[1, 4, 4, 4]);
+//! let ys = rtdetr_ops::bias_act(&ys, &Tensor::zeros(4, DType::F32, &dev)?, true)?;
+//! assert_eq!(ys.dims(), &[1, 4, 4, 4]);
+//! # Ok::<(), candle::Error>(())
+//! ```
+
+#[macro_use]
+mod dtype;
+mod activation;
+mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod rng;
+#[cfg(test)]
+mod testing;
+
+pub mod conv;
+pub mod ms_deform;
+pub mod norm;
+mod topk;
+
+pub use activation::bias_act;
+pub use conv::{conv2d, depthwise_conv2d};
+pub use ms_deform::{ms_deform_sample, sample_bilinear};
+pub use norm::{BatchNorm2d, LayerNorm, BN_EPS, BN_MOMENTUM};
+pub use rng::SplitMix64;
+pub use topk::topk;
