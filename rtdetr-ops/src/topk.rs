@@ -82,7 +82,7 @@ impl candle::CustomOp1 for TopK {
         )?;
         Ok((
             candle::CudaStorage::wrap_cuda_slice(indices, dev.clone()),
-            (rows, k).into(),
+            (rows, self.k).into(),
         ))
     }
 }

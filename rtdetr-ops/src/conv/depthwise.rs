@@ -212,7 +212,7 @@ fn launch_cuda(
         g.b, g.c, g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.stride, g.padding,
     ];
     let slice = float_dispatch!("depthwise conv on CUDA", s1.dtype(), CudaStorageSlice, |T| {
-        launch::<T, _>(
+        launch::<T, T, _>(
             dev,
             DEPTHWISE,
             name,

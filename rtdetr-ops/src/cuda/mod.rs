@@ -10,7 +10,7 @@ use candle::cuda_backend::cudarc::driver::{
 use candle::cuda_backend::{kernel_name, WrapErr};
 use candle::{CudaDevice, Layout, Result, WithDType};
 
-pub(crate) use params::{Levels, Params, MAX_LEVELS};
+pub(crate) use params::{Levels, Params};
 
 mod ptx {
     include!(concat!(env!("OUT_DIR"), "/ptx.rs"));
