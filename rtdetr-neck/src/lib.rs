@@ -32,6 +32,6 @@ mod rep_conv;
 pub use aifi::{sincos_position_embedding, Aifi};
 pub use attention::MultiheadAttention;
 pub use conv::Conv;
-pub use neck::{upsample2x, Neck, NeckConfig, NeckOutput};
+pub use neck::{Neck, NeckConfig, NeckOutput};
 pub use rep_c3::RepC3;
 pub use rep_conv::RepConv;

@@ -1,21 +1,9 @@
 use candle::{Module, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_ops::upsample_nearest2x;
 use serde::{Deserialize, Serialize};
 
 use crate::{Aifi, Conv, RepC3};
-
-/// `nn.Upsample(scale_factor=2, mode='nearest')` as a broadcast: candle's `upsample_nearest2d`
-/// backward overwrites the gradient already accumulated for its input instead of adding to it,
-/// and Y4 and Y5 are read twice each.
-///
-/// # Shapes
-/// `xs: [B, C, H, W]` → `[B, C, 2H, 2W]`
-pub fn upsample2x(xs: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = xs.dims4()?;
-    xs.reshape((b, c, h, 1, w, 1))?
-        .broadcast_as((b, c, h, 2, w, 2))?
-        .reshape((b, c, 2 * h, 2 * w))
-}
 
 /// Sizes of the neck (ultralytics `rtdetr-*.yaml` head up to the decoder).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,11 +123,17 @@ impl Neck {
     ) -> Result<NeckOutput> {
         let aifi = self.aifi.forward(&self.proj5.forward_t(p5, train)?)?;
         let y5 = self.lateral5.forward_t(&aifi, train)?;
-        let x = Tensor::cat(&[&upsample2x(&y5)?, &self.proj4.forward_t(p4, train)?], 1)?;
+        let x = Tensor::cat(
+            &[&upsample_nearest2x(&y5)?, &self.proj4.forward_t(p4, train)?],
+            1,
+        )?;
         let y4 = self
             .lateral4
             .forward_t(&self.fpn4.forward_t(&x, train)?, train)?;
-        let x = Tensor::cat(&[&upsample2x(&y4)?, &self.proj3.forward_t(p3, train)?], 1)?;
+        let x = Tensor::cat(
+            &[&upsample_nearest2x(&y4)?, &self.proj3.forward_t(p3, train)?],
+            1,
+        )?;
         let x3 = self.fpn3.forward_t(&x, train)?;
         let x = Tensor::cat(&[&self.down3.forward_t(&x3, train)?, &y4], 1)?;
         let f4 = self.pan4.forward_t(&x, train)?;

@@ -17,6 +17,7 @@
 //! - [`ms_deform`]: multi-scale deformable bilinear sampling (grid_sample semantics) and its
 //!   gradients;
 //! - [`topk`]: `torch.topk` order, with a CUDA kernel;
+//! - [`upsample_nearest2x`]: `nn.Upsample(scale_factor=2)` whose gradient accumulates;
 //! - [`SplitMix64`]: the seedable random source of the whole project;
 //! - `cuda` (feature `cuda`): the launch glue for `kernels/*.cu`, compiled to PTX by one
 //!   `build.rs` and sharing `kernels/common.cuh`.
@@ -48,6 +49,7 @@ pub mod conv;
 pub mod ms_deform;
 pub mod norm;
 mod topk;
+mod upsample;
 
 pub use activation::bias_act;
 pub use conv::{conv2d, depthwise_conv2d};
@@ -55,3 +57,4 @@ pub use ms_deform::{ms_deform_sample, sample_bilinear};
 pub use norm::{BatchNorm2d, LayerNorm, BN_EPS, BN_MOMENTUM};
 pub use rng::SplitMix64;
 pub use topk::topk;
+pub use upsample::upsample_nearest2x;
