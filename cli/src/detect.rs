@@ -2,9 +2,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use rtdetr::postprocess::{postprocess, Detection, Filter};
-use rtdetr::{preprocess, RtDetr};
+use anyhow::bail;
+use rtdetr::{Detection, Detector, DetectorOptions};
 use serde::Serialize;
 
 use crate::names::Names;
@@ -19,9 +18,10 @@ pub struct Args {
     /// Weights: a safetensors file with the PyTorch state_dict keys (see `rtdetr convert`).
     #[arg(long)]
     weights: PathBuf,
-    /// Inference size: images are stretched to imgsz×imgsz (a multiple of 32).
-    #[arg(long, default_value_t = 640)]
-    imgsz: usize,
+    /// Inference size: images are stretched to imgsz×imgsz (a multiple of 32). Default: the size
+    /// the weights were trained at (their `imgsz` metadata), else 640.
+    #[arg(long)]
+    imgsz: Option<usize>,
     /// Keep detections scoring above this.
     #[arg(long, default_value_t = 0.25)]
     conf: f32,
@@ -101,21 +101,13 @@ fn coco_image_id(path: &Path) -> serde_json::Value {
     }
 }
 
-fn class_names(args: &Args) -> anyhow::Result<Names> {
-    if let Some(path) = &args.names {
-        return Names::from_file(path);
-    }
-    let metadata = rtdetr::read_metadata(&args.weights)?;
-    match metadata.get("names") {
-        Some(text) => {
-            let value: serde_json::Value = serde_json::from_str(text).with_context(|| {
-                format!("{}: metadata `names` is not JSON", args.weights.display())
-            })?;
-            Names::from_json(&value)
-                .with_context(|| format!("{}: metadata `names`", args.weights.display()))
-        }
-        None => Ok(Names::default()),
-    }
+/// `--names` as a list by class id (gaps named by their number), `None` without the flag.
+fn class_names(args: &Args) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(path) = &args.names else {
+        return Ok(None);
+    };
+    let names = Names::from_file(path)?;
+    Ok(Some((0..names.len()).map(|i| names.get(i)).collect()))
 }
 
 /// Output file for an annotated image, unique within the run.
@@ -158,16 +150,12 @@ fn yolo_lines(detections: &[Detection], width: usize, height: usize) -> String {
 /// Milliseconds spent per phase.
 #[derive(Default)]
 struct Timing {
-    preprocess: f64,
-    inference: f64,
-    postprocess: f64,
+    decode: f64,
+    detect: f64,
 }
 
 /// Runs the detector over every image and writes what was asked for.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
-        bail!("--imgsz {} is not a positive multiple of 32", args.imgsz);
-    }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -178,13 +166,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(str::parse::<rtdetr::Variant>)
         .transpose()?;
-    let model = RtDetr::load(&args.weights, &device, variant, None)?;
-    let names = class_names(&args)?;
-    let filter = Filter {
+    let options = DetectorOptions {
         conf: args.conf,
         max_det: args.max_det,
         classes: args.classes.clone(),
+        imgsz: args.imgsz,
+        device,
+        variant,
+        names: class_names(&args)?,
+        ..DetectorOptions::default()
     };
+    let detector = Detector::from_file(&args.weights, options)?;
+    let imgsz = detector.imgsz();
+    if let (Some(given), Some(trained)) = (args.imgsz, detector.stored_imgsz()) {
+        if given != trained {
+            eprintln!("note: --imgsz {given}, but the weights were trained at {trained}");
+        }
+    }
 
     let progress = indicatif::ProgressBar::new(images.len() as u64);
     progress.set_style(
@@ -206,11 +204,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let start = Instant::now();
         let mut decoded = Vec::with_capacity(chunk.len());
         for path in chunk {
-            match image::open(path) {
+            match rtdetr::image_io::open_upright(path) {
                 Ok(img) => decoded.push((path, img.to_rgb8())),
                 Err(e) => {
                     failed += 1;
-                    progress.suspend(|| eprintln!("{}: cannot read image: {e}", path.display()));
+                    progress.suspend(|| eprintln!("{e}"));
                 }
             }
         }
@@ -228,24 +226,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 )
             })
             .collect();
-        let batch = preprocess::to_batch(&raw, args.imgsz, &device)?;
         let t1 = Instant::now();
-        let out = model.forward_t(&batch, false)?;
-        let rows = out.decoder.detections.to_device(&candle::Device::Cpu)?;
+        let results = detector.detect_rgb(&raw)?;
         let t2 = Instant::now();
-        let sizes: Vec<(usize, usize)> = raw.iter().map(|&(_, h, w)| (h, w)).collect();
-        let results = postprocess(&rows, &sizes, &filter)?;
-        let t3 = Instant::now();
-        timing.preprocess += (t1 - start).as_secs_f64() * 1e3;
-        timing.inference += (t2 - t1).as_secs_f64() * 1e3;
-        timing.postprocess += (t3 - t2).as_secs_f64() * 1e3;
+        timing.decode += (t1 - start).as_secs_f64() * 1e3;
+        timing.detect += (t2 - t1).as_secs_f64() * 1e3;
         done += decoded.len();
 
         for ((path, mut img), detections) in decoded.into_iter().zip(results) {
             let (width, height) = (img.width() as usize, img.height() as usize);
             if !args.no_draw {
                 for d in &detections {
-                    let label = format!("{} {:.2}", names.get(d.class_id), d.score);
+                    let label = format!("{} {:.2}", d.class_name, d.score);
                     draw::annotate(&mut img, d.bbox, d.class_id, &label);
                 }
                 output::write_image(&annotated_path(&args.save_dir, path, &mut taken), &img)?;
@@ -273,7 +265,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map(|d| JsonDetection {
                     bbox: d.bbox,
                     score: d.score,
-                    class_name: names.get(d.class_id),
+                    class_name: d.class_name,
                     class_id: d.class_id,
                 })
                 .collect();
@@ -296,13 +288,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let found: usize = json.iter().map(|j| j.detections.len()).sum();
     let per = |ms: f64| ms / done.max(1) as f64;
     eprintln!(
-        "{done} images, {found} detections. Speed: {:.1}ms preprocess, {:.1}ms inference, {:.1}ms postprocess per image at shape ({}, 3, {}, {})",
-        per(timing.preprocess),
-        per(timing.inference),
-        per(timing.postprocess),
+        "{done} images, {found} detections. Speed: {:.1}ms decode, {:.1}ms detect (preprocess, inference, postprocess) per image at shape ({}, 3, {imgsz}, {imgsz})",
+        per(timing.decode),
+        per(timing.detect),
         args.batch,
-        args.imgsz,
-        args.imgsz
     );
     if !args.no_draw || args.save_txt {
         eprintln!("Results saved to {}", args.save_dir.display());

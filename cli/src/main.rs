@@ -45,7 +45,7 @@ enum Command {
     Val(val::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // candle's element-wise thread pool spins 25,000 rounds after every job by default; on small
     // machines the spinning worker starves the matmul threads (training ran 3× slower). Parking
     // early costs nothing measurable. Set before the pool starts, while only this thread runs.
@@ -53,7 +53,29 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
     }
     allocator::keep_freed_memory();
-    dispatch(Cli::parse())
+    match dispatch(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes in one line, each cause once: a user error is a message, not a
+/// backtrace (whatever `RUST_BACKTRACE` says), and many of our errors already quote their cause.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Runs a command line given as words (after the program name).

@@ -8,6 +8,11 @@ use anyhow::{bail, Context};
 pub struct Names(BTreeMap<usize, String>);
 
 impl Names {
+    /// One past the highest named class id (0 when none is named).
+    pub fn len(&self) -> usize {
+        self.0.keys().next_back().map_or(0, |&k| k + 1)
+    }
+
     /// The name of class `id`.
     pub fn get(&self, id: usize) -> String {
         self.0.get(&id).cloned().unwrap_or_else(|| id.to_string())

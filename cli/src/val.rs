@@ -17,9 +17,10 @@ pub struct Args {
     /// Dataset: an ultralytics data.yaml or a COCO instances_*.json (its val split).
     #[arg(long, requires = "weights")]
     data: Option<PathBuf>,
-    /// Validation size (a multiple of 32).
-    #[arg(long, default_value_t = 640)]
-    imgsz: usize,
+    /// Validation size (a multiple of 32). Default: the size the weights were trained at (their
+    /// `imgsz` metadata), else 640.
+    #[arg(long)]
+    imgsz: Option<usize>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     batch: usize,
@@ -86,14 +87,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 eprintln!("warning: {problem}");
             }
             let model = rtdetr::RtDetr::load(weights, &dev, None, Some(val.names.len()))?;
-            let summary = rtdetr::evaluate(
-                &model,
-                &val.samples,
-                &val.names,
-                args.imgsz,
-                args.batch,
-                &dev,
-            )?;
+            let trained = rtdetr::imgsz_from_metadata(&rtdetr::read_metadata(weights)?)
+                .map_err(|e| e.in_file(weights))?;
+            let imgsz = args.imgsz.or(trained).unwrap_or(rtdetr::DEFAULT_IMGSZ);
+            if imgsz == 0 || !imgsz.is_multiple_of(32) {
+                anyhow::bail!("--imgsz {imgsz} is not a positive multiple of 32");
+            }
+            if let (Some(given), Some(trained)) = (args.imgsz, trained) {
+                if given != trained {
+                    eprintln!("note: --imgsz {given}, but the weights were trained at {trained}");
+                }
+            }
+            let summary =
+                rtdetr::evaluate(&model, &val.samples, &val.names, imgsz, args.batch, &dev)?;
             let categories = val
                 .names
                 .iter()

@@ -328,3 +328,50 @@ fn weights_that_do_not_fit_name_the_keys() {
         "{stderr}"
     );
 }
+
+#[test]
+fn flags_that_do_not_fit_the_weights_are_one_line_errors_without_a_backtrace() {
+    let image = data("detect/e2e.png");
+    let image = image.to_str().unwrap();
+    let weights = data("detector_tiny.weights.safetensors");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rtdetr"))
+            .arg("detect")
+            .args(args)
+            .arg("--weights")
+            .arg(&weights)
+            .args(["--device", "cpu", "--no-draw"])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    for (args, says) in [
+        (vec![image, "--conf", "1.5"], "conf 1.5 is outside [0, 1]"),
+        (
+            vec![image, "--classes", "5"],
+            "class 5 does not exist: the model has 3 classes (0..=2)",
+        ),
+        (vec![image, "--variant", "xl"], "not variant xl"),
+        (
+            vec![image, "--imgsz", "100"],
+            "imgsz 100 is not a positive multiple of 32",
+        ),
+    ] {
+        let stderr = run(&args);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(!stderr.contains("backtrace"), "{stderr}");
+    }
+    // A missing file: its cause said once.
+    let missing = Command::new(env!("CARGO_BIN_EXE_rtdetr"))
+        .args(["detect", image, "--weights", "no/such.safetensors"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}

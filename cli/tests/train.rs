@@ -40,18 +40,38 @@ fn train_one_epoch_then_validate_the_checkpoint() {
     ] {
         assert!(run.join(file).exists(), "{file}");
     }
-    let out = dir.path().join("val.json");
-    let val = Command::new(bin)
+    // The weights carry their training size and arguments; val and detect use that size.
+    let best = rtdetr::read_metadata(run.join("best.safetensors")).unwrap();
+    assert_eq!(best["imgsz"], "64");
+    let args: serde_json::Value = serde_json::from_str(&best["train_args"]).unwrap();
+    assert_eq!(
+        (args["imgsz"].as_u64(), args["epochs"].as_u64()),
+        (Some(64), Some(1))
+    );
+    let detect = Command::new(bin)
         .args([
-            "val",
-            "--imgsz",
-            "64",
-            "--batch",
-            "2",
+            "detect",
+            "--no-draw",
             "--device",
             "cpu",
+            "--imgsz",
+            "96",
             "--weights",
         ])
+        .arg(run.join("best.safetensors"))
+        .arg(data.join("images/val"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&detect.stderr);
+    assert!(detect.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: --imgsz 96, but the weights were trained at 64")
+            && stderr.contains("(1, 3, 96, 96)"),
+        "{stderr}"
+    );
+    let out = dir.path().join("val.json");
+    let val = Command::new(bin)
+        .args(["val", "--batch", "2", "--device", "cpu", "--weights"])
         .arg(run.join("best.safetensors"))
         .arg("--data")
         .arg(data.join("data.yaml"))
@@ -59,10 +79,11 @@ fn train_one_epoch_then_validate_the_checkpoint() {
         .arg(&out)
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&val.stderr);
+    assert!(val.status.success(), "{stderr}");
     assert!(
-        val.status.success(),
-        "{}",
-        String::from_utf8_lossy(&val.stderr)
+        !stderr.contains("note: --imgsz"),
+        "val used the stored size: {stderr}"
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -96,16 +117,7 @@ fn train_one_epoch_then_validate_the_checkpoint() {
     std::fs::write(&json, coco.to_string()).unwrap();
     let out_coco = dir.path().join("val_coco.json");
     let val = Command::new(bin)
-        .args([
-            "val",
-            "--imgsz",
-            "64",
-            "--batch",
-            "2",
-            "--device",
-            "cpu",
-            "--weights",
-        ])
+        .args(["val", "--batch", "2", "--device", "cpu", "--weights"])
         .arg(run.join("best.safetensors"))
         .arg("--data")
         .arg(&json)

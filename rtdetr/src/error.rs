@@ -8,6 +8,9 @@ pub enum Error {
     /// Weights that do not load.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Options that do not fit the weights or each other.
+    #[error("{0}")]
+    Options(String),
     /// A variant name other than s, m, l or xl.
     #[error("unknown variant {0:?} (expected s, m, l or xl)")]
     UnknownVariant(String),

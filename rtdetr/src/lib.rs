@@ -1,11 +1,13 @@
-//! RT-DETR with an EfficientNetV2 backbone, assembled from the workspace's crates: the detector
-//! ([`RtDetr`], [`ModelConfig`]) and its strict loading from state_dict-keyed safetensors, the
+//! RT-DETR with an EfficientNetV2 backbone, assembled from the workspace's crates. The front door
+//! is [`Detector`]: load weights once, detect in decoded images (class names, the training image
+//! size, preprocessing and postprocessing handled). Below it: the model ([`RtDetr`],
+//! [`ModelConfig`]) and its strict loading from state_dict-keyed safetensors, the
 //! weight [`Manifest`] (every tensor a module asks for, by its state_dict key, with its shape,
 //! found without allocating the weights), thop-exact GFLOPs, the cv2-exact stretch resize and the
 //! predictor's postprocess, the COCO evaluator, and, behind the `train` feature (on by default),
 //! YOLO/COCO datasets with ultralytics' augmentations, validation ([`evaluate`]) and the trainer
-//! ([`train`]). A crate that only detects can turn `train` off and pull neither YAML, image
-//! decoding nor plotting.
+//! ([`train`]). A crate that only detects can turn `train` off and pull neither YAML, datasets
+//! nor plotting.
 //!
 //! ```
 //! use rtdetr::{Manifest, Variant};
@@ -20,10 +22,12 @@ pub mod checkpoint;
 pub mod coco;
 #[cfg(feature = "train")]
 pub mod data;
+mod detector;
 mod error;
 #[cfg(feature = "train")]
 mod eval;
 mod flops;
+pub mod image_io;
 mod load;
 mod manifest;
 mod model;
@@ -33,6 +37,9 @@ pub mod preprocess;
 pub mod train;
 mod variant;
 
+pub use detector::{
+    imgsz_from_metadata, names_from_metadata, Detection, Detector, DetectorOptions, DEFAULT_IMGSZ,
+};
 pub use error::{Error, Result};
 #[cfg(feature = "train")]
 pub use eval::evaluate;

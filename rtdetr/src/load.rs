@@ -214,6 +214,18 @@ impl RtDetr {
         variant: Option<Variant>,
         nc: Option<usize>,
     ) -> Result<Self, LoadError> {
+        Self::load_as(path, device, DType::F32, variant, nc)
+    }
+
+    /// [`RtDetr::load`] with the weights converted to `dtype` on `device`. A `variant` that the
+    /// weights contradict is an error.
+    pub fn load_as(
+        path: impl AsRef<Path>,
+        device: &Device,
+        dtype: DType,
+        variant: Option<Variant>,
+        nc: Option<usize>,
+    ) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let (bytes, shapes) = read(path)?;
         let infer = |e: crate::Error| LoadError::Infer {
@@ -224,7 +236,18 @@ impl RtDetr {
             Some(cfg) => cfg,
             None => infer_config(&shapes, variant, nc).map_err(infer)?,
         };
-        Self::from_buffer(path, bytes, &shapes, &cfg, device)
+        if let Some(v) = variant {
+            let told = Variant::ALL
+                .into_iter()
+                .find(|t| t.backbone() == cfg.backbone);
+            if told.is_some_and(|t| t != v) || (told.is_none() && v.backbone() != cfg.backbone) {
+                let is = told.map_or("a custom backbone".to_string(), |t| format!("variant {t}"));
+                return Err(infer(crate::Error::Options(format!(
+                    "the weights are {is}, not variant {v}"
+                ))));
+            }
+        }
+        Self::from_buffer(path, bytes, &shapes, &cfg, device, dtype)
     }
 
     /// Loads a safetensors file into a model of the given configuration, strictly, RepConv fused.
@@ -235,7 +258,7 @@ impl RtDetr {
     ) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let (bytes, shapes) = read(path)?;
-        Self::from_buffer(path, bytes, &shapes, cfg, device)
+        Self::from_buffer(path, bytes, &shapes, cfg, device, DType::F32)
     }
 
     fn from_buffer(
@@ -244,6 +267,7 @@ impl RtDetr {
         shapes: &BTreeMap<String, Vec<usize>>,
         cfg: &ModelConfig,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self, LoadError> {
         let candle_error = |source| LoadError::Candle {
             path: path.into(),
@@ -257,8 +281,8 @@ impl RtDetr {
                 report,
             });
         }
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
-            .map_err(candle_error)?;
+        let vb =
+            VarBuilder::from_buffered_safetensors(bytes, dtype, device).map_err(candle_error)?;
         let mut model = RtDetr::new(cfg, vb).map_err(candle_error)?;
         model.set_fused(true).map_err(candle_error)?;
         Ok(model)

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::data::geometry::{mosaic4, mosaic_center, random_affine, to_labels, to_pixels};
 use crate::data::{augment, Augment, Label, Sample};
 use crate::preprocess;
-use crate::{Error, Result};
+use crate::Result;
 
 /// A training batch: images stretched to the training size, their boxes, and where they came from.
 #[derive(Debug)]
@@ -37,9 +37,7 @@ pub struct Loaded {
 /// Decodes an image, stretches it to `size × size` (cv2-exact) and applies `aug` with draws from
 /// the SplitMix64 stream of `seed`.
 pub fn load_sample(sample: &Sample, size: usize, aug: Option<(&Augment, u64)>) -> Result<Loaded> {
-    let img = image::open(&sample.image)
-        .map_err(|e| Error::Data(format!("cannot read image: {e}")).in_file(&sample.image))?
-        .to_rgb8();
+    let img = crate::image_io::open_upright(&sample.image)?.to_rgb8();
     let (h, w) = (img.height() as usize, img.width() as usize);
     let mut pixels = preprocess::resize_linear(img.as_raw(), (h, w, 3), (size, size));
     let mut labels = sample.labels.clone();

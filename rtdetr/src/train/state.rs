@@ -124,6 +124,11 @@ impl Trainer {
                 serde_json::to_string(&self.state.model).unwrap_or_default(),
             ),
             ("epoch".to_string(), epoch.to_string()),
+            ("imgsz".to_string(), self.state.train.imgsz.to_string()),
+            (
+                "train_args".to_string(),
+                serde_json::to_string(&self.state.train).unwrap_or_default(),
+            ),
         ])
     }
 
