@@ -37,18 +37,25 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Folder for annotated images and `labels/`.
-    #[arg(long, default_value = "runs/detect/predict")]
-    save_dir: PathBuf,
+    /// Folder for annotated images and `labels/` (default runs/detect/predict, predict2, ..., the
+    /// first free one).
+    #[arg(long)]
+    save_dir: Option<PathBuf>,
+    /// Reuse runs/detect/predict instead of numbering a new folder.
+    #[arg(long)]
+    exist_ok: bool,
     /// Do not write annotated images.
     #[arg(long)]
     no_draw: bool,
     /// Write all detections as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write `labels/<image>.txt` in the save folder: `class cx cy w h conf`, normalised.
+    /// Write `labels/<image>.txt` in the save folder: `class cx cy w h`, normalised.
     #[arg(long)]
     save_txt: bool,
+    /// With --save-txt, add each detection's score: `class cx cy w h conf`.
+    #[arg(long)]
+    save_conf: bool,
     /// Write COCO results (image_id, category_id, bbox [x, y, w, h], score) to this file.
     #[arg(long)]
     save_coco: Option<PathBuf>,
@@ -93,8 +100,7 @@ fn round(v: f32, digits: i32) -> f64 {
     (v as f64 * p).round() / p
 }
 
-fn coco_image_id(path: &Path) -> serde_json::Value {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+fn coco_image_id(stem: &str) -> serde_json::Value {
     match stem.parse::<u64>() {
         Ok(id) => id.into(),
         Err(_) => stem.into(),
@@ -110,24 +116,24 @@ fn class_names(args: &Args) -> anyhow::Result<Option<Vec<String>>> {
     Ok(Some((0..names.len()).map(|i| names.get(i)).collect()))
 }
 
-/// Output file for an annotated image, unique within the run.
-fn annotated_path(save_dir: &Path, source: &Path, taken: &mut HashSet<PathBuf>) -> PathBuf {
-    let name = source
-        .file_name()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "image.png".into());
-    let mut path = save_dir.join(&name);
+/// A stem for `source` unique within the run (`bus`, then `bus_1`, ...), shared by its annotated
+/// image, its label file and its COCO image id.
+fn unique_stem(source: &Path, taken: &mut HashSet<String>) -> String {
+    let stem = source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("image")
+        .to_string();
+    let mut candidate = stem.clone();
     let mut n = 1;
-    while !taken.insert(path.clone()) {
-        let stem = name.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-        let ext = name.extension().and_then(|s| s.to_str()).unwrap_or("png");
-        path = save_dir.join(format!("{stem}_{n}.{ext}"));
+    while !taken.insert(candidate.clone()) {
+        candidate = format!("{stem}_{n}");
         n += 1;
     }
-    path
+    candidate
 }
 
-fn yolo_lines(detections: &[Detection], width: usize, height: usize) -> String {
+fn yolo_lines(detections: &[Detection], width: usize, height: usize, conf: bool) -> String {
     let (w, h) = (width as f32, height as f32);
     detections
         .iter()
@@ -139,10 +145,11 @@ fn yolo_lines(detections: &[Detection], width: usize, height: usize) -> String {
                 (x2 - x1) / w,
                 (y2 - y1) / h,
             );
-            format!(
-                "{} {cx:.6} {cy:.6} {bw:.6} {bh:.6} {:.6}\n",
-                d.class_id, d.score
-            )
+            let line = format!("{} {cx:.6} {cy:.6} {bw:.6} {bh:.6}", d.class_id);
+            match conf {
+                true => format!("{line} {:.6}\n", d.score),
+                false => format!("{line}\n"),
+            }
         })
         .collect()
 }
@@ -160,6 +167,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--batch must be at least 1");
     }
     let images = sources::expand(&args.sources)?;
+    let save_dir = args.save_dir.clone().unwrap_or_else(|| {
+        crate::run_dir::next(Path::new("runs/detect"), "predict", args.exist_ok)
+    });
     let device = device::parse(&args.device)?;
     let variant = args
         .variant
@@ -235,21 +245,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
         for ((path, mut img), detections) in decoded.into_iter().zip(results) {
             let (width, height) = (img.width() as usize, img.height() as usize);
+            let stem = unique_stem(path, &mut taken);
             if !args.no_draw {
-                for d in &detections {
-                    let label = format!("{} {:.2}", d.class_name, d.score);
-                    draw::annotate(&mut img, d.bbox, d.class_id, &label);
-                }
-                output::write_image(&annotated_path(&args.save_dir, path, &mut taken), &img)?;
+                draw::annotate_all(&mut img, &detections);
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("png");
+                output::write_image(&save_dir.join(format!("{stem}.{ext}")), &img)?;
             }
             if args.save_txt {
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-                let file = args.save_dir.join("labels").join(format!("{stem}.txt"));
-                output::write_atomic(&file, yolo_lines(&detections, width, height).as_bytes())?;
+                let file = save_dir.join("labels").join(format!("{stem}.txt"));
+                let lines = yolo_lines(&detections, width, height, args.save_conf);
+                output::write_atomic(&file, lines.as_bytes())?;
             }
             if args.save_coco.is_some() {
                 coco.extend(detections.iter().map(|d| CocoResult {
-                    image_id: coco_image_id(path),
+                    image_id: coco_image_id(&stem),
                     category_id: d.class_id,
                     bbox: [
                         round(d.bbox[0], 3),
@@ -294,7 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.batch,
     );
     if !args.no_draw || args.save_txt {
-        eprintln!("Results saved to {}", args.save_dir.display());
+        eprintln!("Results saved to {}", save_dir.display());
     }
     if failed > 0 {
         bail!("{failed} of {} images could not be read", images.len());

@@ -47,6 +47,19 @@ fn draw_text(image: &mut RgbImage, x: i32, y: i32, scale: i32, text: &str, colou
     }
 }
 
+/// Draws `detections` (best first, as the detector returns them) with `class score` labels, in
+/// ascending score so that the best box and its label end on top.
+pub fn annotate_all(image: &mut RgbImage, detections: &[rtdetr::Detection]) {
+    for d in detections.iter().rev() {
+        annotate(
+            image,
+            d.bbox,
+            d.class_id,
+            &format!("{} {:.2}", d.class_name, d.score),
+        );
+    }
+}
+
 /// Draws a box with a `label` above it (inside the image when the box touches the top).
 pub fn annotate(image: &mut RgbImage, bbox: [f32; 4], class_id: usize, label: &str) {
     let (w, h) = image.dimensions();
@@ -75,6 +88,19 @@ pub fn annotate(image: &mut RgbImage, bbox: [f32; 4], class_id: usize, label: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_best_box_is_drawn_last() {
+        let det = |class_id: usize, score: f32| rtdetr::Detection {
+            bbox: [10.0, 20.0, 40.0, 40.0],
+            score,
+            class_id,
+            class_name: class_id.to_string(),
+        };
+        let mut image = RgbImage::new(64, 64);
+        annotate_all(&mut image, &[det(3, 0.9), det(5, 0.4)]);
+        assert_eq!(*image.get_pixel(10, 30), colour(3), "the 0.9 box is on top");
+    }
 
     #[test]
     fn draws_inside_the_image() {

@@ -11,6 +11,7 @@ mod draw;
 mod info;
 mod names;
 mod output;
+mod run_dir;
 mod sources;
 mod train;
 mod val;

@@ -61,9 +61,12 @@ pub struct Args {
     /// resumes mid-epoch (0: at epoch ends only).
     #[arg(long, default_value_t = 0)]
     save_period_steps: u64,
-    /// Output folder (default runs/train/expN, the first N free).
+    /// Output folder (default runs/detect/train, train2, ..., the first free one).
     #[arg(long)]
     save_dir: Option<PathBuf>,
+    /// Reuse runs/detect/train instead of numbering a new folder.
+    #[arg(long)]
+    exist_ok: bool,
     /// Continue the run in this folder from its last saved state (an epoch end, or an optimizer
     /// step within an epoch with --save-period-steps).
     #[arg(long)]
@@ -71,20 +74,6 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-}
-
-fn next_run_dir() -> PathBuf {
-    let base = Path::new("runs").join("train");
-    (1..)
-        .map(|n| {
-            base.join(if n == 1 {
-                "exp".to_string()
-            } else {
-                format!("exp{n}")
-            })
-        })
-        .find(|p| !p.exists())
-        .unwrap_or(base)
 }
 
 fn report(data: &YoloDataset, split: &str) {
@@ -162,7 +151,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 save_period_steps: args.save_period_steps,
                 ..TrainConfig::default()
             };
-            let save_dir = args.save_dir.clone().unwrap_or_else(next_run_dir);
+            let save_dir = args.save_dir.clone().unwrap_or_else(|| {
+                crate::run_dir::next(Path::new("runs/detect"), "train", args.exist_ok)
+            });
             let data_abs =
                 std::fs::canonicalize(data_path).unwrap_or_else(|_| data_path.to_path_buf());
             let mut t = Trainer::new(TrainSetup {

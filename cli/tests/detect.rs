@@ -235,6 +235,7 @@ fn txt_and_coco_formats() {
         "0.1",
         "--no-draw",
         "--save-txt",
+        "--save-conf",
         "--save-dir",
         save.to_str().unwrap(),
         "--save-coco",
@@ -374,4 +375,60 @@ fn flags_that_do_not_fit_the_weights_are_one_line_errors_without_a_backtrace() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}
+
+#[test]
+fn runs_number_their_folders_and_same_named_images_get_unique_stems() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_image(&dir.path().join("a/bus.png"));
+    copy_image(&dir.path().join("b/bus.png"));
+    let weights = data("detector_tiny.weights.safetensors");
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rtdetr"))
+            .current_dir(dir.path())
+            .args([
+                "detect",
+                "a",
+                "b",
+                "--conf",
+                "0.1",
+                "--save-txt",
+                "--imgsz",
+                "256",
+            ])
+            .args(["--device", "cpu", "--save-coco", "coco.json", "--weights"])
+            .arg(&weights)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[]);
+    run(&[]);
+    let predict = dir.path().join("runs/detect/predict");
+    let predict2 = dir.path().join("runs/detect/predict2");
+    assert!(predict.is_dir() && predict2.is_dir());
+    run(&["--exist-ok"]);
+    assert!(
+        !dir.path().join("runs/detect/predict3").exists(),
+        "--exist-ok reuses predict"
+    );
+    for file in ["bus.png", "bus_1.png", "labels/bus.txt", "labels/bus_1.txt"] {
+        assert!(predict2.join(file).is_file(), "{file}");
+    }
+    // Without --save-conf a label line is `class cx cy w h`.
+    let txt = std::fs::read_to_string(predict2.join("labels/bus.txt")).unwrap();
+    assert!(txt.lines().all(|l| l.split(' ').count() == 5), "{txt}");
+    let coco = json(&dir.path().join("coco.json"));
+    let ids: std::collections::BTreeSet<&str> = coco
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["bus", "bus_1"]);
 }
