@@ -86,20 +86,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for problem in &val.problems {
                 eprintln!("warning: {problem}");
             }
-            let model = rtdetr::RtDetr::load(weights, &dev, None, Some(val.names.len()))?;
-            let trained = rtdetr::imgsz_from_metadata(&rtdetr::read_metadata(weights)?)
-                .map_err(|e| e.in_file(weights))?;
-            let imgsz = args.imgsz.or(trained).unwrap_or(rtdetr::DEFAULT_IMGSZ);
-            if imgsz == 0 || !imgsz.is_multiple_of(32) {
-                anyhow::bail!("--imgsz {imgsz} is not a positive multiple of 32");
+            let options = rtdetr::DetectorOptions {
+                imgsz: args.imgsz,
+                device: dev,
+                names: Some(val.names.clone()),
+                ..rtdetr::DetectorOptions::validation()
+            };
+            let detector = rtdetr::Detector::from_file(weights, options)?;
+            if detector.model().config().nc() != val.names.len() {
+                anyhow::bail!(
+                    "{}: the weights have {} classes, the dataset {}",
+                    weights.display(),
+                    detector.model().config().nc(),
+                    val.names.len()
+                );
             }
-            if let (Some(given), Some(trained)) = (args.imgsz, trained) {
+            if let (Some(given), Some(trained)) = (args.imgsz, detector.stored_imgsz()) {
                 if given != trained {
                     eprintln!("note: --imgsz {given}, but the weights were trained at {trained}");
                 }
             }
-            let summary =
-                rtdetr::evaluate(&model, &val.samples, &val.names, imgsz, args.batch, &dev)?;
+            let summary = rtdetr::evaluate(&detector, &val.samples, args.batch)?;
             let categories = val
                 .names
                 .iter()

@@ -36,6 +36,16 @@ pub struct DetectorOptions {
     pub names: Option<Vec<String>>,
 }
 
+impl DetectorOptions {
+    /// What validation keeps, as ultralytics' `val`: conf 0.001, up to 300 per image.
+    pub fn validation() -> Self {
+        Self {
+            conf: 0.001,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for DetectorOptions {
     fn default() -> Self {
         Self {
@@ -95,17 +105,32 @@ impl Detector {
         let path = path.as_ref();
         let meta = read_metadata(path)?;
         let model = RtDetr::load_as(path, &options.device, options.dtype, options.variant, None)?;
-        let nc = model.config().nc();
-        let names = match options.names {
-            Some(names) => names,
-            None => names_from_metadata(&meta)
-                .map_err(|e| e.in_file(path))?
-                .unwrap_or_default(),
+        let names = match &options.names {
+            Some(_) => None,
+            None => names_from_metadata(&meta).map_err(|e| e.in_file(path))?,
         };
+        let stored_imgsz = imgsz_from_metadata(&meta).map_err(|e| e.in_file(path))?;
+        Self::build(model, names, stored_imgsz, options)
+    }
+
+    /// A detector around a model already built (e.g. the EMA weights during training), with
+    /// `names` unless the options give them; `options.device` and `options.dtype` must be the
+    /// model's, and `options.imgsz` defaults to [`DEFAULT_IMGSZ`].
+    pub fn from_model(model: RtDetr, names: Vec<String>, options: DetectorOptions) -> Result<Self> {
+        Self::build(model, Some(names), None, options)
+    }
+
+    fn build(
+        model: RtDetr,
+        names: Option<Vec<String>>,
+        stored_imgsz: Option<usize>,
+        options: DetectorOptions,
+    ) -> Result<Self> {
+        let nc = model.config().nc();
+        let names = options.names.or(names).unwrap_or_default();
         let names = (0..nc)
             .map(|i| names.get(i).cloned().unwrap_or_else(|| i.to_string()))
             .collect();
-        let stored_imgsz = imgsz_from_metadata(&meta).map_err(|e| e.in_file(path))?;
         let imgsz = options.imgsz.or(stored_imgsz).unwrap_or(DEFAULT_IMGSZ);
         check_imgsz(imgsz)?;
         let filter = Filter {

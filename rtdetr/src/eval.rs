@@ -1,24 +1,17 @@
 //! Validation: a model's COCO mAP on a dataset split, as ultralytics' `val` computes it.
 
-use candle::Device;
-
 use crate::coco::{self, Summary};
 use crate::data::Sample;
-use crate::postprocess::{postprocess, Filter};
-use crate::{preprocess, Result, RtDetr};
+use crate::image_io::open_upright;
+use crate::{Detector, Result};
 
-/// mAP of `model` on `samples` (images stretched to `imgsz`, predictions at conf 0.001 and up to
-/// 300 per image, boxes in original pixels), with the COCO evaluator.
-pub fn evaluate(
-    model: &RtDetr,
-    samples: &[Sample],
-    names: &[String],
-    imgsz: usize,
-    batch: usize,
-    device: &Device,
-) -> Result<Summary> {
+/// mAP of `detector` on `samples` (images read upright, `batch` per forward pass; use
+/// [`DetectorOptions::validation`](crate::DetectorOptions::validation) for ultralytics' conf 0.001),
+/// with the COCO evaluator.
+pub fn evaluate(detector: &Detector, samples: &[Sample], batch: usize) -> Result<Summary> {
     let mut gt = coco::Dataset {
-        categories: names
+        categories: detector
+            .names()
             .iter()
             .enumerate()
             .map(|(i, n)| coco::Category {
@@ -29,34 +22,26 @@ pub fn evaluate(
         ..coco::Dataset::default()
     };
     let mut detections = Vec::new();
-    let filter = Filter {
-        conf: 0.001,
-        max_det: 300,
-        classes: None,
-    };
     for chunk in samples.chunks(batch.max(1)) {
-        let loaded: Vec<_> = chunk
+        let images: Vec<image::RgbImage> = chunk
             .iter()
-            .map(|s| crate::data::load_sample(s, imgsz, None))
+            .map(|s| Ok(open_upright(&s.image)?.to_rgb8()))
             .collect::<Result<_>>()?;
-        let raw: Vec<(&[u8], usize, usize)> = loaded
+        let raw: Vec<(&[u8], usize, usize)> = images
             .iter()
-            .map(|l| (l.pixels.as_slice(), imgsz, imgsz))
+            .map(|i| {
+                (
+                    i.as_raw().as_slice(),
+                    i.height() as usize,
+                    i.width() as usize,
+                )
+            })
             .collect();
-        let images = preprocess::to_batch(&raw, imgsz, device)?;
-        let rows = model
-            .forward_t(&images, false)?
-            .decoder
-            .detections
-            .to_device(&Device::Cpu)?;
-        let sizes: Vec<(usize, usize)> = loaded.iter().map(|l| l.original).collect();
-        for ((dets, l), sample) in postprocess(&rows, &sizes, &filter)?
-            .into_iter()
-            .zip(&loaded)
-            .zip(chunk)
+        for ((dets, &(_, h, w)), sample) in
+            detector.detect_rgb(&raw)?.into_iter().zip(&raw).zip(chunk)
         {
             let id = gt.images.len() as u64 + 1;
-            let (h, w) = (l.original.0 as f64, l.original.1 as f64);
+            let (h, w) = (h as f64, w as f64);
             gt.images.push(coco::Image {
                 id,
                 file_name: sample.image.display().to_string(),

@@ -7,9 +7,9 @@
 use candle::Device;
 use effnetv2::{Config, MbConvConfig};
 use rtdetr::data::{write_dataset, YoloDataset};
-use rtdetr::evaluate;
 use rtdetr::train::{TrainConfig, TrainSetup, Trainer};
 use rtdetr::ModelConfig;
+use rtdetr::{evaluate, Detector, DetectorOptions};
 use rtdetr_decoder::DecoderConfig;
 use rtdetr_neck::NeckConfig;
 
@@ -105,15 +105,7 @@ fn small_model_fits_its_training_set() {
     for epoch in 0..epochs {
         let s = trainer.run_epoch(|_, _, _| {}).unwrap();
         if std::env::var("RTDETR_CONVERGE_TRACE").is_ok() && (epoch + 1) % 5 == 0 {
-            let m = evaluate(
-                &trainer.ema_model().unwrap(),
-                &samples,
-                &names,
-                imgsz,
-                8,
-                &Device::Cpu,
-            )
-            .unwrap();
+            let m = evaluate(&ema_detector(&trainer, &names, imgsz), &samples, 8).unwrap();
             eprintln!(
                 "epoch {}: giou {:.3} cls {:.3} l1 {:.3}, train mAP50 {:.3} ({:.0} s)",
                 epoch + 1,
@@ -125,15 +117,7 @@ fn small_model_fits_its_training_set() {
             );
         }
     }
-    let summary = evaluate(
-        &trainer.ema_model().unwrap(),
-        &samples,
-        &names,
-        imgsz,
-        8,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let summary = evaluate(&ema_detector(&trainer, &names, imgsz), &samples, 8).unwrap();
     let map50 = summary.map50();
     eprintln!(
         "seed {seed}: training-set mAP50 {map50:.3}, mAP50-95 {:.3} after {epochs} epochs in {:.0} s",
@@ -141,4 +125,13 @@ fn small_model_fits_its_training_set() {
         start.elapsed().as_secs_f64()
     );
     assert!(map50 > 0.5, "training-set mAP50 {map50:.3} ≤ 0.5");
+}
+
+/// The EMA weights as a validation detector (conf 0.001) at `imgsz`.
+fn ema_detector(trainer: &Trainer, names: &[String], imgsz: usize) -> Detector {
+    let options = DetectorOptions {
+        imgsz: Some(imgsz),
+        ..DetectorOptions::validation()
+    };
+    Detector::from_model(trainer.ema_model().unwrap(), names.to_vec(), options).unwrap()
 }

@@ -11,7 +11,7 @@ use super::step::{accumulate, batch_gradients, denoising_noise, optimizer_step};
 use super::{AdamW, Ema, EpochStats, Schedule, TrainConfig};
 use crate::coco::Summary;
 use crate::data::{mix_seed, spawn_epoch, Sample};
-use crate::{evaluate, Error, ModelConfig, Result, RtDetr};
+use crate::{evaluate, Detector, DetectorOptions, Error, ModelConfig, Result, RtDetr};
 
 /// Everything a new run starts from.
 #[derive(Debug, Clone)]
@@ -309,14 +309,13 @@ impl Trainer {
     /// mAP of the EMA weights on the validation images (conf 0.001, as ultralytics validates).
     pub fn validate(&self) -> Result<Summary> {
         let cfg = &self.state.train;
-        evaluate(
-            &self.ema_model()?,
-            &self.val,
-            &self.state.names,
-            cfg.imgsz,
-            cfg.batch,
-            &self.device,
-        )
+        let options = DetectorOptions {
+            imgsz: Some(cfg.imgsz),
+            device: self.device.clone(),
+            ..DetectorOptions::validation()
+        };
+        let detector = Detector::from_model(self.ema_model()?, self.state.names.clone(), options)?;
+        evaluate(&detector, &self.val, cfg.batch)
     }
 }
 
