@@ -132,10 +132,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let weights = save_dir.join("best.safetensors");
-    eprintln!(
-        "trained in {:.0} s; detecting on the validation images",
-        start.elapsed().as_secs_f64()
-    );
+    eprintln!("trained in {:.0} s", start.elapsed().as_secs_f64());
+    crate::train::print_summary(&trainer, &args.device)?;
+    eprintln!("\ndetecting on the validation images");
     let mut detect_args = vec!["detect".to_string()];
     detect_args.extend(val_images);
     detect_args.extend([
@@ -156,5 +155,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .display()
             .to_string(),
     ]);
-    crate::run_args(detect_args)
+    crate::run_args(detect_args)?;
+    eprintln!(
+        "\ndemo done: annotated images in {}, training curves in {}",
+        args.dir.join("detect").display(),
+        save_dir.join("results.png").display()
+    );
+    Ok(())
 }

@@ -177,14 +177,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     while trainer.epochs_done() < epochs {
         let epoch = trainer.epochs_done();
-        let bar = indicatif::ProgressBar::new(0);
+        let bar = indicatif::ProgressBar::new(trainer.batches_per_epoch() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} {bar:25} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{prefix} {bar:25} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
-        let stats = trainer.run_epoch(|i, n, [giou, cls, l1]| {
-            bar.set_length(n as u64);
+        bar.set_position(trainer.batches_done_in_epoch() as u64);
+        bar.reset_eta();
+        bar.set_message("first batch ...");
+        bar.enable_steady_tick(std::time::Duration::from_secs(1));
+        let stats = trainer.run_epoch(|i, _, [giou, cls, l1]| {
             bar.set_position(i as u64 + 1);
             bar.set_message(format!("giou {giou:.3} cls {cls:.3} l1 {l1:.3}"));
         })?;
@@ -199,9 +204,60 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             stats.map50
         );
     }
+    print_summary(&trainer, &args.device)?;
+    Ok(())
+}
+
+/// The closing summary, as ultralytics prints it after training: the best epoch and its mAP, the
+/// per-class AP of `best.safetensors` on the validation images, and where everything is.
+pub fn print_summary(trainer: &Trainer, device: &str) -> anyhow::Result<()> {
+    let dir = trainer.save_dir();
+    let best = trainer
+        .history()
+        .iter()
+        .max_by(|a, b| a.map50_95.total_cmp(&b.map50_95));
+    let Some(best) = best else {
+        return Ok(());
+    };
     eprintln!(
-        "done: {}/best.safetensors, last.safetensors, results.csv",
-        trainer.save_dir().display()
+        "\nbest epoch {}: mAP50-95 {:.4}, mAP50 {:.4}",
+        best.epoch + 1,
+        best.map50_95,
+        best.map50
+    );
+    let weights = dir.join("best.safetensors");
+    let options = rtdetr::DetectorOptions {
+        imgsz: Some(trainer.config().imgsz),
+        device: crate::device::parse(device)?,
+        names: Some(trainer.names().to_vec()),
+        ..rtdetr::DetectorOptions::validation()
+    };
+    let detector = rtdetr::Detector::from_file(&weights, options)?;
+    let summary = rtdetr::evaluate(&detector, trainer.val_samples(), trainer.config().batch)?;
+    eprintln!(
+        "{:>6}  {:<20} {:>9} {:>7}",
+        "class", "name", "AP50-95", "AP50"
+    );
+    for &(id, ap, ap50) in &summary.per_class {
+        let name = trainer.names().get(id as usize).map_or("", String::as_str);
+        eprintln!("{id:>6}  {name:<20} {ap:>9.3} {ap50:>7.3}");
+    }
+    eprintln!(
+        "{:>6}  {:<20} {:>9.3} {:>7.3}",
+        "",
+        "all",
+        summary.map50_95(),
+        summary.map50()
+    );
+    eprintln!(
+        "\nweights: {} (best), {} (last)",
+        weights.display(),
+        dir.join("last.safetensors").display()
+    );
+    eprintln!(
+        "results: {}, {}",
+        dir.join("results.csv").display(),
+        dir.join("results.png").display()
     );
     Ok(())
 }

@@ -152,6 +152,21 @@ impl Trainer {
         self.state.batch_in_epoch
     }
 
+    /// Batches in one epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.schedule.batches_per_epoch
+    }
+
+    /// The validation images and labels.
+    pub fn val_samples(&self) -> &[Sample] {
+        &self.val
+    }
+
+    /// The class names.
+    pub fn names(&self) -> &[String] {
+        &self.state.names
+    }
+
     /// Epochs done so far.
     pub fn epochs_done(&self) -> usize {
         self.state.next_epoch
