@@ -50,3 +50,8 @@ pub use load::{
 pub use manifest::{Entry, Manifest};
 pub use model::{ModelConfig, ModelOutput, RtDetr};
 pub use variant::Variant;
+
+/// The README's Rust snippets, compiled as doc tests (not run: they name weights files).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeSnippets;
