@@ -75,14 +75,24 @@ pub fn annotate(image: &mut RgbImage, bbox: [f32; 4], class_id: usize, label: &s
         );
         draw_hollow_rect_mut(image, Rect::at(x1 + t, y1 + t).of_size(bw, bh), c);
     }
-    let scale = (line / 2).max(1) + 1;
+    let chars = label.chars().count() as i32;
+    // Glyphs scale with the image, but never past what fits its width (the label is cut there).
+    let fit = (w as i32 / (8 * chars + 2)).max(1);
+    let scale = ((line / 2).max(1) + 1).min(fit);
+    let visible = ((w as i32 - 2 * scale) / (8 * scale)).clamp(0, chars) as usize;
+    let label: String = label.chars().take(visible).collect();
     let (tw, th) = (
         label.chars().count() as i32 * 8 * scale + 2 * scale,
         8 * scale + 2 * scale,
     );
-    let ty = if y1 - th >= 0 { y1 - th } else { y1 };
-    draw_filled_rect_mut(image, Rect::at(x1, ty).of_size(tw as u32, th as u32), c);
-    draw_text(image, x1 + scale, ty + scale, scale, label, text_colour(c));
+    let tx = x1.min(w as i32 - tw).max(0);
+    let ty = if y1 - th >= 0 {
+        y1 - th
+    } else {
+        y1.min(h as i32 - th).max(0)
+    };
+    draw_filled_rect_mut(image, Rect::at(tx, ty).of_size(tw as u32, th as u32), c);
+    draw_text(image, tx + scale, ty + scale, scale, &label, text_colour(c));
 }
 
 #[cfg(test)]
@@ -100,6 +110,27 @@ mod tests {
         let mut image = RgbImage::new(64, 64);
         annotate_all(&mut image, &[det(3, 0.9), det(5, 0.4)]);
         assert_eq!(*image.get_pixel(10, 30), colour(3), "the 0.9 box is on top");
+    }
+
+    /// On a small image the label shrinks to fit its width and stays inside, even for a box at
+    /// the right edge.
+    #[test]
+    fn labels_fit_small_images() {
+        let mut image = RgbImage::new(40, 40);
+        annotate(
+            &mut image,
+            [30.0, 20.0, 39.0, 39.0],
+            2,
+            "traffic light 0.87",
+        );
+        let painted = |x: u32, y: u32| *image.get_pixel(x, y) != Rgb([0, 0, 0]);
+        // The label band (1× glyphs: 10 px high) sits right above the box, moved left so that
+        // the part that fits the width shows; a 2× label would reach up to y = 0.
+        let band: Vec<u32> = (0..40).filter(|&x| painted(x, 15)).collect();
+        assert!(band.len() >= 30 && band[0] <= 6, "{band:?}");
+        assert!(!painted(20, 5), "the label is sized to the image");
+        // The box's interior far from the label is untouched.
+        assert!(!painted(34, 30));
     }
 
     #[test]
