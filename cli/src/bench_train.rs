@@ -17,9 +17,6 @@ use rtdetr_ops::SplitMix64;
 /// Boxes per image of the random batch.
 const BOXES_PER_IMAGE: usize = 5;
 
-/// The trainer's default gradient clipping norm.
-const MAX_NORM: f64 = 10.0;
-
 /// Milliseconds of each timed step (after one warm-up step), in order.
 pub fn time_steps(
     cfg: &ModelConfig,
@@ -57,12 +54,13 @@ pub fn time_steps(
             .collect(),
         groups: vec![BOXES_PER_IMAGE; batch],
     };
+    let max_norm = rtdetr::train::TrainConfig::default().max_norm;
     let mut times = Vec::with_capacity(iters);
     for i in 0..=iters {
         let start = Instant::now();
         let noise = denoising_noise(&model, &gt, i as u64);
         let mut step = batch_gradients(&model, &loss, &vars, &images, &gt, &noise)?;
-        optimizer_step(&mut optimizer, &mut step.grads, MAX_NORM)?;
+        optimizer_step(&mut optimizer, &mut step.grads, max_norm)?;
         dev.synchronize()?;
         if i > 0 {
             times.push(start.elapsed().as_secs_f64() * 1e3);

@@ -300,7 +300,7 @@ fn check_filter(filter: &Filter, nc: usize) -> Result<()> {
     if let Some(bad) = filter.classes.iter().flatten().find(|&&c| c >= nc) {
         return Err(Error::Options(format!(
             "class {bad} does not exist: the model has {nc} classes (0..={})",
-            nc - 1
+            nc.saturating_sub(1)
         )));
     }
     Ok(())

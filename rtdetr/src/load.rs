@@ -236,16 +236,14 @@ impl RtDetr {
             Some(cfg) => cfg,
             None => infer_config(&shapes, variant, nc).map_err(infer)?,
         };
-        if let Some(v) = variant {
+        if let Some(v) = variant.filter(|v| v.backbone() != cfg.backbone) {
             let told = Variant::ALL
                 .into_iter()
                 .find(|t| t.backbone() == cfg.backbone);
-            if told.is_some_and(|t| t != v) || (told.is_none() && v.backbone() != cfg.backbone) {
-                let is = told.map_or("a custom backbone".to_string(), |t| format!("variant {t}"));
-                return Err(infer(crate::Error::Options(format!(
-                    "the weights are {is}, not variant {v}"
-                ))));
-            }
+            let is = told.map_or("a custom backbone".to_string(), |t| format!("variant {t}"));
+            return Err(infer(crate::Error::Options(format!(
+                "the weights are {is}, not variant {v}"
+            ))));
         }
         Self::from_buffer(path, bytes, &shapes, &cfg, device, dtype)
     }
