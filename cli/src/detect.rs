@@ -7,7 +7,7 @@ use rtdetr::{Detection, Detector, DetectorOptions};
 use serde::Serialize;
 
 use crate::names::Names;
-use crate::{device, draw, output, sources};
+use crate::{device, output, sources};
 
 /// Arguments of `rtdetr detect`.
 #[derive(clap::Args)]
@@ -247,7 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let (width, height) = (img.width() as usize, img.height() as usize);
             let stem = unique_stem(path, &mut taken);
             if !args.no_draw {
-                draw::annotate_all(&mut img, &detections);
+                rtdetr::draw::annotate(&mut img, &detections);
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("png");
                 output::write_image(&save_dir.join(format!("{stem}.{ext}")), &img)?;
             }

@@ -7,7 +7,6 @@ mod convert;
 mod demo;
 mod detect;
 mod device;
-mod draw;
 mod info;
 mod names;
 mod output;

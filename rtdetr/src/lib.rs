@@ -23,6 +23,8 @@ pub mod coco;
 #[cfg(feature = "train")]
 pub mod data;
 mod detector;
+#[cfg(feature = "draw")]
+pub mod draw;
 mod error;
 #[cfg(feature = "train")]
 mod eval;

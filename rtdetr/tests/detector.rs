@@ -153,6 +153,11 @@ fn exif_orientation_is_applied() {
 
     let upright = rtdetr::image_io::open_upright(&path).unwrap().to_rgb8();
     assert_eq!(upright.dimensions(), (h, w), "rotated to portrait");
+    assert_eq!(
+        rtdetr::image_io::upright_dimensions(&path).unwrap(),
+        (h, w),
+        "the header-only size agrees"
+    );
     // Rotating 90° clockwise puts the stored left (black) half on top.
     assert!(upright.get_pixel(h / 2, 2).0[0] < 60);
     assert!(upright.get_pixel(h / 2, w - 3).0[0] > 200);

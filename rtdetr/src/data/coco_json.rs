@@ -111,13 +111,16 @@ pub fn from_coco_json(json: &Path) -> Result<YoloDataset> {
         let (w, h) = if im.width > 0 && im.height > 0 {
             (im.width as f64, im.height as f64)
         } else {
-            match image::image_dimensions(&path) {
+            match crate::image_io::upright_dimensions(&path) {
                 Ok((w, h)) => (w as f64, h as f64),
                 Err(e) => {
                     problems.push(Problem {
                         path: path.clone(),
                         line: None,
-                        message: format!("cannot read its size: {e}"),
+                        message: match e {
+                            crate::Error::InFile { problem, .. } => problem.to_string(),
+                            e => e.to_string(),
+                        },
                     });
                     continue;
                 }
