@@ -209,7 +209,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The closing summary, as ultralytics prints it after training: the best epoch and its mAP, the
-/// per-class AP of `best.safetensors` on the validation images, and where everything is.
+/// ultralytics' per-class table of `best.safetensors` on the validation images, and where
+/// everything is.
 pub fn print_summary(trainer: &Trainer, device: &str) -> anyhow::Result<()> {
     let dir = trainer.save_dir();
     let best = trainer
@@ -233,21 +234,12 @@ pub fn print_summary(trainer: &Trainer, device: &str) -> anyhow::Result<()> {
         ..rtdetr::DetectorOptions::validation()
     };
     let detector = rtdetr::Detector::from_file(&weights, options)?;
-    let summary = rtdetr::evaluate(&detector, trainer.val_samples(), trainer.config().batch)?;
+    let validation = rtdetr::validate(&detector, trainer.val_samples(), trainer.config().batch)?;
     eprintln!(
-        "{:>6}  {:<20} {:>9} {:>7}",
-        "class", "name", "AP50-95", "AP50"
-    );
-    for &(id, ap, ap50) in &summary.per_class {
-        let name = trainer.names().get(id as usize).map_or("", String::as_str);
-        eprintln!("{id:>6}  {name:<20} {ap:>9.3} {ap50:>7.3}");
-    }
-    eprintln!(
-        "{:>6}  {:<20} {:>9.3} {:>7.3}",
-        "",
-        "all",
-        summary.map50_95(),
-        summary.map50()
+        "{}\nCOCO mAP50-95 {:.4}, mAP50 {:.4}",
+        validation.metrics.table(trainer.names()),
+        validation.coco.map50_95(),
+        validation.coco.map50()
     );
     eprintln!(
         "\nweights: {} (best), {} (last)",

@@ -44,6 +44,29 @@ struct Report<'a> {
     map50: f64,
     stats: [f64; 12],
     per_class: Vec<ClassAp<'a>>,
+    /// The figures of ultralytics' table.
+    ultralytics: Table<'a>,
+}
+
+#[derive(Serialize)]
+struct Table<'a> {
+    precision: f64,
+    recall: f64,
+    map50: f64,
+    map50_95: f64,
+    per_class: Vec<TableRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct TableRow<'a> {
+    class: usize,
+    name: &'a str,
+    images: usize,
+    instances: usize,
+    precision: f64,
+    recall: f64,
+    map50: f64,
+    map50_95: f64,
 }
 
 #[derive(Serialize)]
@@ -77,9 +100,9 @@ const NAMES: [&str; 12] = [
 ];
 
 /// Evaluates a model on a dataset's val split, or a COCO results file against a COCO ground
-/// truth, as pycocotools' COCOeval (bbox).
+/// truth: ultralytics' table (P, R, mAP50, mAP50-95 per class) and pycocotools' COCOeval (bbox).
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (gt, summary) = match (&args.weights, &args.data, &args.gt, &args.predictions) {
+    let (gt, summary, metrics) = match (&args.weights, &args.data, &args.gt, &args.predictions) {
         (Some(weights), Some(data), _, _) => {
             let dev = crate::device::parse(&args.device)?;
             let val = rtdetr::data::open_split(data, "val")?;
@@ -106,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     eprintln!("note: --imgsz {given}, but the weights were trained at {trained}");
                 }
             }
-            let summary = rtdetr::evaluate(&detector, &val.samples, args.batch)?;
+            let validation = rtdetr::validate(&detector, &val.samples, args.batch)?;
             let categories = val
                 .names
                 .iter()
@@ -121,7 +144,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     categories,
                     ..Dataset::default()
                 },
-                summary,
+                validation.coco,
+                validation.metrics,
             )
         }
         (_, _, Some(gt_path), Some(predictions)) => {
@@ -129,7 +153,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let dts: Vec<Detection> = read_json(predictions, "results")?;
             let summary = evaluate(&gt, &dts)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", predictions.display()))?;
-            (gt, summary)
+            let metrics = rtdetr::val_metrics::from_coco(&gt, &dts);
+            (gt, summary, metrics)
         }
         _ => anyhow::bail!("give --weights and --data, or --gt and --predictions"),
     };
@@ -139,7 +164,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .find(|c| c.id == id)
             .map_or("", |c| c.name.as_str())
     };
-    let mut out = String::new();
+    let names: Vec<String> = gt.categories.iter().map(|c| c.name.clone()).collect();
+    let mut out = format!("{}\n\nCOCO (pycocotools):\n", metrics.table(&names));
     for (name, value) in NAMES.iter().zip(summary.stats) {
         writeln!(out, " {name} = {value:.3}")?;
     }
@@ -163,11 +189,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ap50,
             })
             .collect();
+        let table = Table {
+            precision: metrics.precision(),
+            recall: metrics.recall(),
+            map50: metrics.map50(),
+            map50_95: metrics.map50_95(),
+            per_class: metrics
+                .classes
+                .iter()
+                .map(|c| TableRow {
+                    class: c.class,
+                    name: names.get(c.class).map_or("", String::as_str),
+                    images: c.images,
+                    instances: c.instances,
+                    precision: c.precision,
+                    recall: c.recall,
+                    map50: c.ap50(),
+                    map50_95: c.ap50_95(),
+                })
+                .collect(),
+        };
         let report = Report {
             map50_95: summary.map50_95(),
             map50: summary.map50(),
             stats: summary.stats,
             per_class,
+            ultralytics: table,
         };
         output::write_json(path, &report)?;
     }

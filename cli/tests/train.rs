@@ -32,6 +32,12 @@ fn train_one_epoch_then_validate_the_checkpoint() {
         stderr.contains("epoch 1/1") && stderr.contains("mAP50-95"),
         "{stderr}"
     );
+    // The closing summary: ultralytics' table of best.safetensors and where the files are.
+    assert!(
+        stderr.contains("Box(P") && stderr.lines().any(|l| l.trim_start().starts_with("all ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("best.safetensors (best)"), "{stderr}");
     for file in [
         "best.safetensors",
         "last.safetensors",

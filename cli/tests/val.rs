@@ -1,4 +1,4 @@
-//! `rtdetr val --gt --predictions` prints the COCOeval table and writes the JSON figures equal to
+//! `rtdetr val --gt --predictions` prints ultralytics' table and the COCOeval summary and writes the JSON figures equal to
 //! pycocotools' (fixtures/data/coco, from gen_coco.py).
 
 use std::process::Command;
@@ -38,6 +38,27 @@ fn coco_results_file() {
     assert!(close(&got["map50_95"], &want["stats"][0]));
     assert!(close(&got["map50"], &want["stats"][1]));
     assert_eq!(got["per_class"].as_array().unwrap().len(), 3);
+
+    // ultralytics' table comes first, its figures in the JSON beside COCO's.
+    let header = stdout.lines().next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "Class",
+            "Images",
+            "Instances",
+            "Box(P",
+            "R",
+            "mAP50",
+            "mAP50-95)"
+        ]
+    );
+    let all: Vec<&str> = stdout.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&all[..2], ["all", "12"], "{stdout}");
+    let table = &got["ultralytics"];
+    assert_eq!(table["per_class"].as_array().unwrap().len(), 3);
+    let map50 = table["map50"].as_f64().unwrap();
+    assert!(map50 > 0.0 && map50 <= 1.0);
 }
 
 #[test]

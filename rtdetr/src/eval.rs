@@ -1,14 +1,31 @@
-//! Validation: a model's COCO mAP on a dataset split, as ultralytics' `val` computes it.
+//! Validation: a model's mAP on a dataset split, by the COCO evaluator and by ultralytics'
+//! own metrics (its `val` table).
 
 use crate::coco::{self, Summary};
 use crate::data::Sample;
 use crate::image_io::open_upright;
+use crate::val_metrics::{Accumulator, Metrics};
 use crate::{Detector, Result};
 
-/// mAP of `detector` on `samples` (images read upright, `batch` per forward pass; use
-/// [`DetectorOptions::validation`](crate::DetectorOptions::validation) for ultralytics' conf 0.001),
-/// with the COCO evaluator.
+/// Both evaluations of one pass over a split.
+#[derive(Clone, Debug)]
+pub struct Validation {
+    /// pycocotools' COCOeval figures.
+    pub coco: Summary,
+    /// ultralytics' table figures (P, R at max F1, its mAP50 and mAP50-95).
+    pub metrics: Metrics,
+}
+
+/// COCO mAP of `detector` on `samples`: [`validate`]'s COCO half.
 pub fn evaluate(detector: &Detector, samples: &[Sample], batch: usize) -> Result<Summary> {
+    Ok(validate(detector, samples, batch)?.coco)
+}
+
+/// Detects in `samples` (images read upright, `batch` per forward pass; use
+/// [`DetectorOptions::validation`](crate::DetectorOptions::validation) for ultralytics' conf
+/// 0.001) and scores the detections with the COCO evaluator and with ultralytics' metrics.
+pub fn validate(detector: &Detector, samples: &[Sample], batch: usize) -> Result<Validation> {
+    let mut table = Accumulator::new();
     let mut gt = coco::Dataset {
         categories: detector
             .names()
@@ -48,6 +65,20 @@ pub fn evaluate(detector: &Detector, samples: &[Sample], batch: usize) -> Result
                 width: w as u32,
                 height: h as u32,
             });
+            let targets: Vec<([f32; 4], usize)> = sample
+                .labels
+                .iter()
+                .map(|l| {
+                    let [cx, cy, bw, bh] = l.bbox.map(f64::from);
+                    let xyxy = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
+                    let scale = [w, h, w, h];
+                    (
+                        std::array::from_fn(|k| (xyxy[k] * scale[k]) as f32),
+                        l.class,
+                    )
+                })
+                .collect();
+            table.add_image(&dets, &targets);
             for label in &sample.labels {
                 let [cx, cy, bw, bh] = label.bbox.map(f64::from);
                 let bbox = [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, bw * w, bh * h];
@@ -74,5 +105,8 @@ pub fn evaluate(detector: &Detector, samples: &[Sample], batch: usize) -> Result
             }));
         }
     }
-    coco::evaluate(&gt, &detections)
+    Ok(Validation {
+        coco: coco::evaluate(&gt, &detections)?,
+        metrics: table.metrics(),
+    })
 }
