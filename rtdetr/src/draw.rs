@@ -14,12 +14,20 @@ use crate::Detection;
 
 const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans-Bold-Latin1.ttf");
 
-/// ultralytics' plotting palette.
+/// ultralytics' plotting palette (`ultralytics.utils.plotting.Colors`, 8.4.190).
 const PALETTE: [u32; 20] = [
-    0xFF3838, 0xFF9D97, 0xFF701F, 0xFFB21D, 0xCFD231, 0x48F90A, 0x92CC17, 0x3DDB86, 0x1A9334,
-    0x00D4BB, 0x2C99A8, 0x00C2FF, 0x344593, 0x6473FF, 0x0018EC, 0x8438FF, 0x520085, 0xCB38FF,
-    0xFF95C8, 0xFF37C7,
+    0x042AFF, 0x0BDBEB, 0xF3F3F3, 0x00DFB7, 0x111F68, 0xFF6FDD, 0xFF444F, 0xCCED00, 0x00F344,
+    0xBD00FF, 0x00B4FF, 0xDD00BA, 0x00FFFF, 0x26C000, 0x01FFB3, 0x7D24FF, 0x7B0068, 0xFF1B6C,
+    0xFC6D2F, 0xA2FF0B,
 ];
+
+/// The palette entries that ultralytics labels in dark text (`Annotator.dark_colors`).
+const DARK_TEXT_ON: [u32; 9] = [
+    0x0BDBEB, 0xF3F3F3, 0x00DFB7, 0xFF6FDD, 0xCCED00, 0x00F344, 0x00FFFF, 0x01FFB3, 0xA2FF0B,
+];
+
+/// ultralytics' dark label text, (104, 31, 17) in its BGR.
+const DARK_TEXT: Rgb<u8> = Rgb([17, 31, 104]);
 
 /// The smallest label text, in pixels, before a label is cut instead of shrunk further.
 const MIN_TEXT_PX: f32 = 7.0;
@@ -35,11 +43,12 @@ pub fn colour(class_id: usize) -> Rgb<u8> {
     Rgb([(c >> 16) as u8, (c >> 8) as u8, c as u8])
 }
 
-/// Black or white, whichever reads better on `background`.
+/// ultralytics' text colour on a label band of `background`: dark on its light palette
+/// entries, white otherwise.
 fn text_colour(background: Rgb<u8>) -> Rgb<u8> {
-    let [r, g, b] = background.0.map(f32::from);
-    if 0.299 * r + 0.587 * g + 0.114 * b > 150.0 {
-        Rgb([0, 0, 0])
+    let [r, g, b] = background.0.map(u32::from);
+    if DARK_TEXT_ON.contains(&(r << 16 | g << 8 | b)) {
+        DARK_TEXT
     } else {
         Rgb([255, 255, 255])
     }
@@ -186,6 +195,15 @@ mod tests {
             blended > 20,
             "only {blended} edge pixels between text and band"
         );
+    }
+
+    #[test]
+    fn palette_and_text_are_ultralytics() {
+        assert_eq!(colour(0), Rgb([4, 42, 255]));
+        assert_eq!(colour(1), Rgb([11, 219, 235]));
+        assert_eq!(colour(21), colour(1));
+        assert_eq!(text_colour(colour(0)), Rgb([255, 255, 255]));
+        assert_eq!(text_colour(colour(1)), DARK_TEXT);
     }
 
     #[test]
