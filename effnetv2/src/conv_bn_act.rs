@@ -1,7 +1,7 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
-use rtdetr_ops::{bias_act, conv2d, BatchNorm2d};
+use rtdetr_ops::{bias_act, conv2d, conv2d_bias_act, BatchNorm2d};
 
 /// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
 /// norm and `2` SiLU or identity.
@@ -107,8 +107,8 @@ impl ModuleT for ConvBnAct {
     /// `xs: [B, c_in, H, W]` → `[B, c_out, ⌈H/stride⌉, ⌈W/stride⌉]` (odd kernels)
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if let (Some((weight, bias)), false) = (&self.folded, train) {
-            let ys = conv2d(xs, weight, self.stride, self.padding(), self.groups)?;
-            return bias_act(&ys, bias, self.silu);
+            let geometry = (self.stride, self.padding(), self.groups);
+            return conv2d_bias_act(xs, weight, bias, geometry, self.silu);
         }
         let ys = conv2d(xs, &self.weight, self.stride, self.padding(), self.groups)?;
         self.bn.forward_act(&ys, train, self.silu)

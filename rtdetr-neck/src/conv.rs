@@ -67,8 +67,8 @@ impl ModuleT for Conv {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if let (Some((weight, bias)), false) = (&self.fused, train) {
             let padding = weight.dim(3)? / 2;
-            let ys = rtdetr_ops::conv2d(xs, weight, self.stride, padding, 1)?;
-            return rtdetr_ops::bias_act(&ys, bias, self.silu);
+            let geometry = (self.stride, padding, 1);
+            return rtdetr_ops::conv2d_bias_act(xs, weight, bias, geometry, self.silu);
         }
         self.bn.forward_act(&self.conv(xs)?, train, self.silu)
     }

@@ -55,8 +55,7 @@ impl ModuleT for RepConv {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.fused, train) {
             (Some((weight, bias)), false) => {
-                let ys = rtdetr_ops::conv2d(xs, weight, 1, 1, 1)?;
-                rtdetr_ops::bias_act(&ys, bias, true)
+                rtdetr_ops::conv2d_bias_act(xs, weight, bias, (1, 1, 1), true)
             }
             _ => (self.conv1.forward_t(xs, train)? + self.conv2.forward_t(xs, train)?)?.silu(),
         }

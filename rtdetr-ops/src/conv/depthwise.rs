@@ -9,6 +9,7 @@ use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
+use crate::activation::Epilogue;
 use crate::cpu::cpu_slice;
 
 /// Depthwise convolution: `xs: [B, C, H, W]`, `weight: [C, 1, KH, KW]`, symmetric zero padding.
@@ -34,8 +35,26 @@ pub fn depthwise_conv2d(
         Depthwise {
             g: geometry,
             pass: Pass::Forward,
+            epilogue: None,
         },
     )
+}
+
+/// [`depthwise_conv2d`] of f32 CPU tensors followed by `epilogue`, plane by plane; no gradient.
+pub(crate) fn depthwise_fused(
+    xs: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    epilogue: Epilogue,
+) -> Result<Tensor> {
+    let op = Depthwise {
+        g: geometry(xs, weight, stride, padding)?,
+        pass: Pass::Forward,
+        epilogue: Some(epilogue),
+    };
+    xs.contiguous()?
+        .apply_op2_no_bwd(&weight.contiguous()?, &op)
 }
 
 /// Whether `kernels/depthwise.cu` covers `xs`'s device and dtype.
@@ -62,6 +81,7 @@ fn geometry(xs: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Resu
 
 /// Calls `f(oy, iy, ky, kx, (lo, hi))` for every tap of the kernel that falls inside the input,
 /// `lo..hi` being the output columns it reaches, in a fixed order.
+#[inline(always)]
 fn for_each_tap(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, (usize, usize))) {
     for oy in 0..g.oh {
         for ky in 0..g.kh {
@@ -80,6 +100,7 @@ fn for_each_tap(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, (usi
 }
 
 /// `out[i] += a·xs[i·stride]`.
+#[inline(always)]
 fn axpy<T: WithDType>(out: &mut [T], a: T, xs: &[T], stride: usize) {
     if stride == 1 {
         for (o, &x) in out.iter_mut().zip(xs) {
@@ -130,6 +151,49 @@ fn dot<T: WithDType>(ys: &[T], xs: &[T], stride: usize) -> T {
     acc.iter().fold(T::zero(), |sum, &a| sum + a)
 }
 
+/// One output plane of the forward pass.
+#[inline(always)]
+fn forward_plane<T: WithDType>(g: &Geometry, xs: &[T], taps: &[T], out: &mut [T]) {
+    for_each_tap(g, |oy, iy, ky, kx, (lo, hi)| {
+        let first = lo * g.stride + kx - g.padding;
+        let row = &xs[iy * g.w..][first..g.w];
+        axpy(
+            &mut out[oy * g.ow..][lo..hi],
+            taps[ky * g.kw + kx],
+            row,
+            g.stride,
+        );
+    });
+}
+
+/// [`forward_plane`] for f32 compiled for AVX-512, picked at run time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn forward_plane_avx512(g: &Geometry, xs: &[f32], taps: &[f32], out: &mut [f32]) {
+    forward_plane(g, xs, taps, out)
+}
+
+/// [`forward_plane`] for f32 compiled for AVX2 + FMA, picked at run time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_plane_avx2(g: &Geometry, xs: &[f32], taps: &[f32], out: &mut [f32]) {
+    forward_plane(g, xs, taps, out)
+}
+
+fn forward_plane_f32(g: &Geometry, xs: &[f32], taps: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { forward_plane_avx512(g, xs, taps, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { forward_plane_avx2(g, xs, taps, out) };
+    }
+    forward_plane(g, xs, taps, out)
+}
+
 fn forward_kernel<T: WithDType>(g: &Geometry, xs: &[T], weight: &[T]) -> Vec<T> {
     let mut out = vec![T::zero(); g.b * g.c * g.out_plane()];
     out.par_chunks_mut(g.out_plane())
@@ -137,16 +201,29 @@ fn forward_kernel<T: WithDType>(g: &Geometry, xs: &[T], weight: &[T]) -> Vec<T> 
         .for_each(|(plane, out)| {
             let xs = &xs[plane * g.plane()..][..g.plane()];
             let taps = &weight[(plane % g.c) * g.taps()..][..g.taps()];
-            for_each_tap(g, |oy, iy, ky, kx, (lo, hi)| {
-                let first = lo * g.stride + kx - g.padding;
-                let row = &xs[iy * g.w..][first..g.w];
-                axpy(
-                    &mut out[oy * g.ow..][lo..hi],
-                    taps[ky * g.kw + kx],
-                    row,
-                    g.stride,
-                );
-            });
+            forward_plane(g, xs, taps, out);
+        });
+    out
+}
+
+/// The f32 forward pass with the widest vectors the CPU has, `epilogue` applied to each plane
+/// as soon as it is complete.
+fn forward_kernel_f32(
+    g: &Geometry,
+    xs: &[f32],
+    weight: &[f32],
+    epilogue: Option<&Epilogue>,
+) -> Vec<f32> {
+    let mut out = vec![0f32; g.b * g.c * g.out_plane()];
+    out.par_chunks_mut(g.out_plane())
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let xs = &xs[plane * g.plane()..][..g.plane()];
+            let channel = plane % g.c;
+            forward_plane_f32(g, xs, &weight[channel * g.taps()..][..g.taps()], out);
+            if let Some(epilogue) = epilogue {
+                epilogue.apply(channel, out);
+            }
         });
     out
 }
@@ -243,6 +320,8 @@ enum Pass {
 struct Depthwise {
     g: Geometry,
     pass: Pass,
+    /// Evaluation only (forward, f32, CPU): the bias and activation applied to each output plane.
+    epilogue: Option<Epilogue>,
 }
 
 impl Depthwise {
@@ -273,6 +352,11 @@ impl CustomOp2 for Depthwise {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.g;
+        if let (Pass::Forward, CpuStorage::F32(_)) = (self.pass, s1) {
+            let (xs, weight) = (cpu_slice::<f32>(s1, l1)?, cpu_slice::<f32>(s2, l2)?);
+            let out = forward_kernel_f32(g, xs, weight, self.epilogue.as_ref());
+            return Ok((CpuStorage::F32(out), self.out_shape()));
+        }
         let out = float_dispatch!("depthwise conv", s1.dtype(), CpuStorage, |T| {
             let (a, b) = (cpu_slice::<T>(s1, l1)?, cpu_slice::<T>(s2, l2)?);
             match self.pass {
@@ -328,6 +412,7 @@ impl CustomOp2 for Depthwise {
             &Depthwise {
                 g,
                 pass: Pass::GradInput,
+                epilogue: None,
             },
         )?;
         let grad_w = xs.apply_op2_no_bwd(
@@ -335,6 +420,7 @@ impl CustomOp2 for Depthwise {
             &Depthwise {
                 g,
                 pass: Pass::GradWeight,
+                epilogue: None,
             },
         )?;
         Ok((Some(grad_xs), Some(grad_w)))
@@ -582,6 +668,44 @@ mod tests {
                 close(&gw, &grad_weight_kernel(&g, &xs, &gy)),
                 "{case:?} d/dw"
             );
+        }
+    }
+
+    /// Each compiled f32 path the machine can run, against the portable one: odd widths, strides
+    /// 1 and 2, kernels 3 and 5.
+    #[test]
+    fn every_vector_path_equals_the_portable_one() {
+        for (h, w, k, stride) in [(9, 13, 3, 1), (17, 31, 3, 2), (8, 19, 5, 2)] {
+            let g = Geometry::new((1, 1, h, w), (k, k), stride, k / 2, "test").unwrap();
+            let xs: Vec<f32> = (0..h * w)
+                .map(|i| ((i * 37) % 101) as f32 / 25.0 - 2.0)
+                .collect();
+            let taps: Vec<f32> = (0..k * k).map(|i| i as f32 / 7.0 - 0.5).collect();
+            let mut want = vec![0f32; g.out_plane()];
+            forward_plane(&g, &xs, &taps, &mut want);
+            let close = |got: &[f32], path: &str| {
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{path} {h}×{w} k{k} s{stride}: {a} vs {b}"
+                    );
+                }
+            };
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    let mut got = vec![0f32; g.out_plane()];
+                    // SAFETY: the features were detected.
+                    unsafe { forward_plane_avx2(&g, &xs, &taps, &mut got) };
+                    close(&got, "avx2");
+                }
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                    let mut got = vec![0f32; g.out_plane()];
+                    // SAFETY: the features were detected.
+                    unsafe { forward_plane_avx512(&g, &xs, &taps, &mut got) };
+                    close(&got, "avx512");
+                }
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
+use crate::activation::Epilogue;
 use crate::cpu::cpu_slice;
 
 /// The unfold of one convolution.
@@ -168,7 +169,7 @@ fn unfold_band(g: &Unfold, image: &[f32], oy0: usize, out: &mut [f32]) {
 
 /// The output buffer shared by the bands, each of which writes its own columns.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(super) struct SharedOut(pub(super) *mut f32);
 // SAFETY: bands write disjoint column ranges of the output.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
@@ -178,7 +179,7 @@ impl SharedOut {
     ///
     /// # Safety
     /// `offset` must be inside the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(super) unsafe fn at(self, offset: usize) -> *mut f32 {
         self.0.add(offset)
     }
 }
@@ -193,6 +194,7 @@ struct ConvGemm {
     g: Unfold,
     out_channels: usize,
     band_bytes: usize,
+    epilogue: Option<Epilogue>,
 }
 
 impl ConvGemm {
@@ -248,6 +250,18 @@ impl ConvGemm {
                     false,
                     parallelism,
                 );
+            }
+            if let Some(epilogue) = &self.epilogue {
+                for channel in 0..o {
+                    // SAFETY: the band's own n columns of row `channel`, written above.
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst.at(image * o * cols + channel * cols + oy0 * g.ow),
+                            n,
+                        )
+                    };
+                    epilogue.apply(channel, row);
+                }
             }
             BAND.with(|cell| {
                 let mut kept = cell.borrow_mut();
@@ -334,6 +348,7 @@ pub fn conv2d_unfolded(
             g,
             out_channels: o,
             band_bytes: BAND_BYTES,
+            epilogue: None,
         };
         return xs.contiguous()?.apply_op2(&weight.contiguous()?, op);
     }
@@ -342,6 +357,27 @@ pub fn conv2d_unfolded(
         .reshape((1, o, g.rows()))?
         .broadcast_as((b, o, g.rows()))?;
     weight.matmul(&cols)?.reshape((b, o, oh, ow))
+}
+
+/// [`conv2d_unfolded`] of f32 CPU tensors followed by `epilogue`, applied band by band while the
+/// band's output is in cache; evaluation only (no gradient).
+pub(crate) fn conv2d_unfolded_fused(
+    xs: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    epilogue: Epilogue,
+) -> Result<Tensor> {
+    let (o, _, kh, kw) = weight.dims4()?;
+    let g = Geometry::new(xs.dims4()?, (kh, kw), stride, padding, "conv2d")?;
+    let op = ConvGemm {
+        g,
+        out_channels: o,
+        band_bytes: BAND_BYTES,
+        epilogue: Some(epilogue),
+    };
+    xs.contiguous()?
+        .apply_op2_no_bwd(&weight.contiguous()?, &op)
 }
 
 #[cfg(test)]
@@ -455,13 +491,26 @@ mod tests {
             let want = xs.conv2d(&w, padding, stride, 1, 1).unwrap();
             let kernel = (w_shape[2], w_shape[3]);
             let g = Geometry::new(xs.dims4().unwrap(), kernel, stride, padding, "test").unwrap();
-            for band_rows in [1, 2, 3, g.oh] {
+            let bias = random(&[w_shape[0]]).to_dtype(DType::F32).unwrap();
+            let epilogues = [None, Some(false), Some(true)];
+            for (band_rows, silu) in [1, 2, 3, g.oh]
+                .into_iter()
+                .flat_map(|r| epilogues.map(|e| (r, e)))
+            {
                 let op = ConvGemm {
                     g,
                     out_channels: w_shape[0],
                     band_bytes: band_rows * 4 * g.rows() * g.ow,
+                    epilogue: silu.map(|silu| Epilogue {
+                        bias: bias.to_vec1().unwrap(),
+                        silu,
+                    }),
                 };
                 let got = xs.apply_op2_no_bwd(&w, &op).unwrap();
+                let want = match silu {
+                    None => want.clone(),
+                    Some(silu) => crate::bias_act(&want, &bias, silu).unwrap(),
+                };
                 assert_eq!(got.dims(), want.dims());
                 let diff = max_abs_diff(
                     &got.to_dtype(DType::F64).unwrap(),
@@ -469,7 +518,7 @@ mod tests {
                 );
                 assert!(
                     diff < 1e-5,
-                    "{xs_shape:?} {w_shape:?} bands of {band_rows}: {diff}"
+                    "{xs_shape:?} {w_shape:?} bands of {band_rows}, epilogue {silu:?}: {diff}"
                 );
             }
         }
