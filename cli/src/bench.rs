@@ -36,9 +36,13 @@ pub struct Args {
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Also time the backbone, the neck and the decoder separately (median ms of each).
+    /// Also time the backbone, the neck and the decoder separately (median ms of each), with
+    /// the GFLOP/s each reaches against the machine's measured f32 FMA peak.
     #[arg(long)]
     profile: bool,
+    /// Only measure the machine's f32 FMA peak (one thread and every thread) and exit.
+    #[arg(long, conflicts_with_all = ["weights", "profile", "train"])]
+    peak: bool,
     /// Time training steps instead (train-mode forward with denoising, loss, backward, gradient
     /// clipping, AdamW) on a random batch with 5 boxes per image; random initial weights.
     #[arg(long, conflicts_with_all = ["weights", "profile"])]
@@ -58,8 +62,14 @@ struct Report {
     min_ms: f64,
     mean_ms: f64,
     images_per_s: f64,
+    /// thop's GFLOPs of one image (ultralytics' count) times the batch, per median second.
+    gflop_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     parts_median_ms: Option<Parts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts_gflop_per_s: Option<Parts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_gflop_per_s: Option<f64>,
 }
 
 /// Median milliseconds of each part of the forward pass.
@@ -78,13 +88,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.iters == 0 || args.batch == 0 {
         bail!("--iters and --batch must be at least 1");
     }
+    if args.peak {
+        let threads = candle::utils::get_num_threads();
+        let peak = crate::peak::measure(threads);
+        println!(
+            "f32 FMA peak ({}): {:.1} GFLOP/s on 1 thread, {:.1} GFLOP/s on {} threads",
+            peak.isa, peak.one_thread, peak.all_threads, peak.threads
+        );
+        return Ok(());
+    }
     let dev = device::parse(&args.device)?;
+    // Before any model work: rayon's idle workers spin for a while and would share the cores.
+    let peak = (args.profile && dev.is_cpu())
+        .then(|| crate::peak::measure(candle::utils::get_num_threads()).all_threads);
     if args.train {
         let variant: Variant = args.variant.parse()?;
         let cfg = ModelConfig::new(variant, args.nc);
         let mut times =
             crate::bench_train::time_steps(&cfg, args.batch, args.imgsz, args.iters, &dev)?;
-        return report(&args, "train", &cfg, &dev, &mut times, None);
+        return report(&args, "train", &cfg, &dev, &mut times, None, None);
     }
     let model = match &args.weights {
         Some(path) => RtDetr::load(path, &dev, None, None)?,
@@ -133,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             decoder,
         }
     });
-    report(&args, "eval", &cfg, &dev, &mut times, parts)
+    report(&args, "eval", &cfg, &dev, &mut times, parts, peak)
 }
 
 /// Prints the figures of `times` (and writes them with `--json`).
@@ -144,8 +166,16 @@ fn report(
     dev: &candle::Device,
     times: &mut [f64],
     parts: Option<Parts>,
+    peak: Option<f64>,
 ) -> anyhow::Result<()> {
     let median_ms = median(times);
+    let ops = rtdetr::thop_ops_by_part(cfg, args.imgsz, args.imgsz);
+    let rate = |ops: u64, ms: f64| 2.0 * ops as f64 * args.batch as f64 / (ms * 1e6);
+    let parts_gflop_per_s = parts.as_ref().map(|p| Parts {
+        backbone: rate(ops[0], p.backbone),
+        neck: rate(ops[1], p.neck),
+        decoder: rate(ops[2], p.decoder),
+    });
     let report = Report {
         mode,
         variant: variant_name(cfg, &args.variant, args.weights.is_some()),
@@ -158,16 +188,29 @@ fn report(
         min_ms: times[0],
         mean_ms: times.iter().sum::<f64>() / times.len() as f64,
         images_per_s: args.batch as f64 * 1e3 / median_ms,
+        gflop_per_s: rate(ops.iter().sum(), median_ms),
         parts_median_ms: parts,
+        parts_gflop_per_s,
+        peak_gflop_per_s: peak,
     };
     println!(
         "rtdetr bench ({mode}): {} nc={} {}x{} batch {} on {}: median {:.1} ms, min {:.1} ms, {:.2} images/s ({} iterations)",
         report.variant, report.nc, args.imgsz, args.imgsz, args.batch, report.device, report.median_ms, report.min_ms, report.images_per_s, args.iters
     );
-    if let Some(parts) = &report.parts_median_ms {
+    if let (Some(ms), Some(rate)) = (&report.parts_median_ms, &report.parts_gflop_per_s) {
         println!(
-            "  backbone {:.1} ms, neck {:.1} ms, decoder {:.1} ms (medians)",
-            parts.backbone, parts.neck, parts.decoder
+            "  backbone {:.1} ms, neck {:.1} ms, decoder {:.1} ms (medians); {:.0} / {:.0} / {:.0} GFLOP/s, whole {:.0}",
+            ms.backbone, ms.neck, ms.decoder, rate.backbone, rate.neck, rate.decoder, report.gflop_per_s
+        );
+    }
+    if let Some(peak) = report.peak_gflop_per_s {
+        println!(
+            "  measured f32 FMA peak {peak:.0} GFLOP/s: backbone {:.0} %, whole {:.0} %",
+            report
+                .parts_gflop_per_s
+                .as_ref()
+                .map_or(0.0, |r| 100.0 * r.backbone / peak),
+            100.0 * report.gflop_per_s / peak
         );
     }
     if let Some(path) = &args.json {

@@ -10,6 +10,7 @@ mod device;
 mod info;
 mod names;
 mod output;
+mod peak;
 mod run_dir;
 mod sources;
 mod train;

@@ -6,15 +6,20 @@ use crate::ModelConfig;
 /// attention products, activations and `nn.MultiheadAttention` count zero). GFLOPs, as ultralytics
 /// prints them, are `2 · ops / 1e9`.
 pub fn thop_ops(cfg: &ModelConfig, height: usize, width: usize) -> u64 {
-    let mut ops = 0u64;
-    let mut add = |n: usize| ops += n as u64;
+    thop_ops_by_part(cfg, height, width).iter().sum()
+}
+
+/// [`thop_ops`] of the backbone, the neck and the decoder.
+pub fn thop_ops_by_part(cfg: &ModelConfig, height: usize, width: usize) -> [u64; 3] {
+    let mut parts = [0u64; 3];
+    let mut add = |n: usize, part: usize| parts[part] += n as u64;
     let half = |(h, w): (usize, usize)| (h.div_ceil(2), w.div_ceil(2));
     let area = |(h, w): (usize, usize)| h * w;
 
     // Backbone: ConvBNAct = conv + BN.
     let mut conv_bn = |c_in: usize, c_out: usize, k: usize, groups: usize, out: (usize, usize)| {
-        add(area(out) * c_out * (c_in / groups) * k * k);
-        add(4 * area(out) * c_out);
+        add(area(out) * c_out * (c_in / groups) * k * k, 0);
+        add(4 * area(out) * c_out, 0);
     };
     let mut size = half((height, width));
     conv_bn(3, cfg.backbone.stem_ch(), 3, 1, size);
@@ -39,7 +44,7 @@ pub fn thop_ops(cfg: &ModelConfig, height: usize, width: usize) -> u64 {
             conv_bn(inter, block.out_ch, 1, 1, size);
         }
     }
-    add(se_ops);
+    add(se_ops, 0);
 
     // Neck: ultralytics Conv = conv + BN; RepC3 unfused, as profiled.
     let hd = cfg.neck.hidden;
@@ -54,12 +59,18 @@ pub fn thop_ops(cfg: &ModelConfig, height: usize, width: usize) -> u64 {
         2 * conv(2 * hd, 1, at) + cfg.neck.blocks * (conv(hd, 3, at) + conv(hd, 1, at))
     };
     let n32 = area(s32);
-    add(conv(p5, 1, s32));
-    add(2 * n32 * hd * cfg.neck.ffn + 2 * 4 * n32 * hd);
-    add(conv(hd, 1, s32) + hd * area(s16));
-    add(conv(p4, 1, s16) + rep_c3(s16) + conv(hd, 1, s16) + hd * area(s8));
-    add(conv(p3, 1, s8) + rep_c3(s8));
-    add(conv(hd, 3, s16) + rep_c3(s16) + conv(hd, 3, s32) + rep_c3(s32));
+    add(conv(p5, 1, s32), 1);
+    add(2 * n32 * hd * cfg.neck.ffn + 2 * 4 * n32 * hd, 1);
+    add(conv(hd, 1, s32) + hd * area(s16), 1);
+    add(
+        conv(p4, 1, s16) + rep_c3(s16) + conv(hd, 1, s16) + hd * area(s8),
+        1,
+    );
+    add(conv(p3, 1, s8) + rep_c3(s8), 1);
+    add(
+        conv(hd, 3, s16) + rep_c3(s16) + conv(hd, 3, s32) + rep_c3(s32),
+        1,
+    );
 
     // Decoder in eval: every layer runs, only the last layer's score head.
     let d = &cfg.decoder;
@@ -68,13 +79,15 @@ pub fn thop_ops(cfg: &ModelConfig, height: usize, width: usize) -> u64 {
     let k = d.queries.min(s);
     let samples = d.heads * d.levels() * d.points;
     let mlp3 = |n: usize| 2 * dh * n * dh + dh * n * 4;
-    add(d
-        .in_channels
-        .iter()
-        .zip([s8, s16, s32])
-        .map(|(&c, at)| area(at) * dh * c + 4 * area(at) * dh)
-        .sum());
-    add(dh * s * dh + 4 * s * dh + dh * s * d.nc + mlp3(k));
+    add(
+        d.in_channels
+            .iter()
+            .zip([s8, s16, s32])
+            .map(|(&c, at)| area(at) * dh * c + 4 * area(at) * dh)
+            .sum(),
+        2,
+    );
+    add(dh * s * dh + 4 * s * dh + dh * s * d.nc + mlp3(k), 2);
     let per_layer = 4 * k * 2 * dh
         + 2 * dh * k * dh
         + 3 * 4 * k * dh
@@ -83,8 +96,8 @@ pub fn thop_ops(cfg: &ModelConfig, height: usize, width: usize) -> u64 {
         + dh * k * dh
         + 2 * dh * k * d.ffn
         + mlp3(k);
-    add(d.layers * per_layer + dh * k * d.nc);
-    ops
+    add(d.layers * per_layer + dh * k * d.nc, 2);
+    parts
 }
 
 /// GFLOPs as ultralytics prints them (`2 · thop ops / 1e9`).

@@ -91,7 +91,7 @@ pub use detector::{
 pub use error::{Error, Result};
 #[cfg(feature = "train")]
 pub use eval::{evaluate, validate, Validation};
-pub use flops::{gflops, thop_ops};
+pub use flops::{gflops, thop_ops, thop_ops_by_part};
 pub use load::{
     infer_config, read_metadata, tensor_shapes, KeyReport, LoadError, Shapes, CONFIG_KEY,
 };

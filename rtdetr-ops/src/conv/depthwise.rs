@@ -151,19 +151,31 @@ fn dot<T: WithDType>(ys: &[T], xs: &[T], stride: usize) -> T {
     acc.iter().fold(T::zero(), |sum, &a| sum + a)
 }
 
-/// One output plane of the forward pass.
+/// One output plane of the forward pass, taps in [`for_each_tap`]'s order. Written out without
+/// that helper's closure: a closure is compiled apart from the vector builds that inline this.
 #[inline(always)]
 fn forward_plane<T: WithDType>(g: &Geometry, xs: &[T], taps: &[T], out: &mut [T]) {
-    for_each_tap(g, |oy, iy, ky, kx, (lo, hi)| {
-        let first = lo * g.stride + kx - g.padding;
-        let row = &xs[iy * g.w..][first..g.w];
-        axpy(
-            &mut out[oy * g.ow..][lo..hi],
-            taps[ky * g.kw + kx],
-            row,
-            g.stride,
-        );
-    });
+    for oy in 0..g.oh {
+        for ky in 0..g.kh {
+            let Some(iy) = (oy * g.stride + ky)
+                .checked_sub(g.padding)
+                .filter(|&i| i < g.h)
+            else {
+                continue;
+            };
+            for kx in 0..g.kw {
+                let (lo, hi, _) = g.valid(kx, g.w, g.ow);
+                let first = lo * g.stride + kx - g.padding;
+                let row = &xs[iy * g.w..][first..g.w];
+                axpy(
+                    &mut out[oy * g.ow..][lo..hi],
+                    taps[ky * g.kw + kx],
+                    row,
+                    g.stride,
+                );
+            }
+        }
+    }
 }
 
 /// [`forward_plane`] for f32 compiled for AVX-512, picked at run time.

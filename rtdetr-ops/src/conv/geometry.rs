@@ -61,6 +61,7 @@ impl Geometry {
 
     /// For kernel offset `k` along an axis of `size` input pixels and `out` outputs: the outputs
     /// `lo..hi` whose input index `o·stride + k − padding` is inside, and that index for `lo`.
+    #[inline(always)]
     pub fn valid(&self, k: usize, size: usize, out: usize) -> (usize, usize, usize) {
         let (s, p) = (self.stride, self.padding);
         let lo = if p > k { (p - k).div_ceil(s) } else { 0 };

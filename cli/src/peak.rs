@@ -1,0 +1,126 @@
+//! The machine's f32 FMA peak: twelve independent chains of fused multiply-adds on the widest
+//! vectors the CPU has, kept in registers (named variables, not an array, which would spill),
+//! on one thread and on every thread of the pool. The figure that `bench` divides by.
+
+use std::time::Instant;
+
+/// Measured peak in GFLOP/s (2 per lane per FMA) and the instruction set it ran.
+pub struct Peak {
+    pub isa: &'static str,
+    pub one_thread: f64,
+    pub all_threads: f64,
+    pub threads: usize,
+}
+
+const ITERS: u64 = 20_000_000;
+
+macro_rules! fma_chains {
+    ($fma:ident, $set1:ident, $add:ident, $reduce:expr, $iters:expr) => {{
+        let m = $set1(0.999_999);
+        let c = $set1(1e-7);
+        let (mut a0, mut a1, mut a2, mut a3) = ($set1(1.0), $set1(1.1), $set1(1.2), $set1(1.3));
+        let (mut a4, mut a5, mut a6, mut a7) = ($set1(1.4), $set1(1.5), $set1(1.6), $set1(1.7));
+        let (mut a8, mut a9, mut a10, mut a11) = ($set1(1.8), $set1(1.9), $set1(2.0), $set1(2.1));
+        for _ in 0..$iters {
+            a0 = $fma(a0, m, c);
+            a1 = $fma(a1, m, c);
+            a2 = $fma(a2, m, c);
+            a3 = $fma(a3, m, c);
+            a4 = $fma(a4, m, c);
+            a5 = $fma(a5, m, c);
+            a6 = $fma(a6, m, c);
+            a7 = $fma(a7, m, c);
+            a8 = $fma(a8, m, c);
+            a9 = $fma(a9, m, c);
+            a10 = $fma(a10, m, c);
+            a11 = $fma(a11, m, c);
+        }
+        let s = $add(
+            $add($add(a0, a1), $add(a2, a3)),
+            $add($add(a4, a5), $add(a6, a7)),
+        );
+        $reduce($add($add(s, a8), $add(a9, $add(a10, a11))))
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn chains_avx512(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    fma_chains!(
+        _mm512_fmadd_ps,
+        _mm512_set1_ps,
+        _mm512_add_ps,
+        _mm512_reduce_add_ps,
+        iters
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chains_avx2(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let reduce = |v: __m256| {
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+        lanes.iter().sum::<f32>()
+    };
+    fma_chains!(
+        _mm256_fmadd_ps,
+        _mm256_set1_ps,
+        _mm256_add_ps,
+        reduce,
+        iters
+    )
+}
+
+/// One run of the chains: the lanes it used and a result that keeps the loop alive.
+fn chains(iters: u64) -> (usize, f32, &'static str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            return (16, unsafe { chains_avx512(iters) }, "AVX-512");
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            return (8, unsafe { chains_avx2(iters) }, "AVX2+FMA");
+        }
+    }
+    let mut acc = [1f32; 12];
+    for _ in 0..iters {
+        for a in &mut acc {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    (1, acc.iter().sum(), "scalar")
+}
+
+fn gflops(threads: usize) -> (f64, &'static str) {
+    chains(ITERS / 20); // warm-up: clocks and power states settle
+    let start = Instant::now();
+    let runs: Vec<(usize, f32, &'static str)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| chains(ITERS))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a peak thread panicked"))
+            .collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let (lanes, sink, isa) = runs[0];
+    std::hint::black_box(sink);
+    let flops = threads as f64 * ITERS as f64 * 12.0 * lanes as f64 * 2.0;
+    (flops / seconds / 1e9, isa)
+}
+
+/// Measures the peak on one thread and on `threads`.
+pub fn measure(threads: usize) -> Peak {
+    let (one_thread, isa) = gflops(1);
+    let (all_threads, _) = gflops(threads.max(1));
+    Peak {
+        isa,
+        one_thread,
+        all_threads,
+        threads: threads.max(1),
+    }
+}
