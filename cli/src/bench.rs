@@ -40,6 +40,10 @@ pub struct Args {
     /// the GFLOP/s each reaches against the machine's measured f32 FMA peak.
     #[arg(long)]
     profile: bool,
+    /// Also time every convolution (with its bias and activation) and print them grouped by kind
+    /// and shape, slowest first: the per-layer table of BENCHMARKS.md (`--json` adds it).
+    #[arg(long, conflicts_with_all = ["profile", "train"])]
+    layers: bool,
     /// Only measure the machine's f32 FMA peak (one thread and every thread) and exit.
     #[arg(long, conflicts_with_all = ["weights", "profile", "train"])]
     peak: bool,
@@ -70,6 +74,53 @@ struct Report {
     parts_gflop_per_s: Option<Parts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peak_gflop_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    layers: Vec<Layer>,
+}
+
+/// One kind and shape of convolution, per forward pass.
+#[derive(Debug, Serialize)]
+struct Layer {
+    kind: String,
+    shape: String,
+    calls: f64,
+    mflop: f64,
+    ms: f64,
+    gflop_per_s: f64,
+}
+
+/// Groups `records` of `iters` forward passes by kind and shape, slowest first.
+fn layers(records: Vec<rtdetr_ops::profile::Record>, iters: usize) -> Vec<Layer> {
+    let mut groups: Vec<Layer> = Vec::new();
+    let n = iters as f64;
+    for r in records {
+        let at = match groups
+            .iter()
+            .position(|g| g.kind == r.kind && g.shape == r.shape)
+        {
+            Some(at) => at,
+            None => {
+                groups.push(Layer {
+                    kind: r.kind,
+                    shape: r.shape,
+                    calls: 0.0,
+                    mflop: 0.0,
+                    ms: 0.0,
+                    gflop_per_s: 0.0,
+                });
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[at];
+        g.calls += 1.0 / n;
+        g.mflop += r.flops as f64 / 1e6 / n;
+        g.ms += r.seconds * 1e3 / n;
+    }
+    for g in &mut groups {
+        g.gflop_per_s = g.mflop / g.ms;
+    }
+    groups.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    groups
 }
 
 /// Median milliseconds of each part of the forward pass.
@@ -106,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let cfg = ModelConfig::new(variant, args.nc);
         let mut times =
             crate::bench_train::time_steps(&cfg, args.batch, args.imgsz, args.iters, &dev)?;
-        return report(&args, "train", &cfg, &dev, &mut times, None, None);
+        return report(&args, "train", &cfg, &dev, &mut times, (None, None, vec![]));
     }
     let model = match &args.weights {
         Some(path) => RtDetr::load(path, &dev, None, None)?,
@@ -134,6 +185,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     dev.synchronize()?;
     let mut times = Vec::with_capacity(args.iters);
     let mut parts = [vec![], vec![], vec![]];
+    rtdetr_ops::profile::take();
+    rtdetr_ops::profile::enable(args.layers);
     for _ in 0..args.iters {
         let start = Instant::now();
         if args.profile {
@@ -147,6 +200,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    rtdetr_ops::profile::enable(false);
+    let layers = layers(rtdetr_ops::profile::take(), args.iters);
     let parts = args.profile.then(|| {
         let [backbone, neck, decoder] = parts.map(|mut part| median(&mut part));
         Parts {
@@ -155,7 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             decoder,
         }
     });
-    report(&args, "eval", &cfg, &dev, &mut times, parts, peak)
+    report(&args, "eval", &cfg, &dev, &mut times, (parts, peak, layers))
 }
 
 /// Prints the figures of `times` (and writes them with `--json`).
@@ -165,8 +220,7 @@ fn report(
     cfg: &ModelConfig,
     dev: &candle::Device,
     times: &mut [f64],
-    parts: Option<Parts>,
-    peak: Option<f64>,
+    (parts, peak, layers): (Option<Parts>, Option<f64>, Vec<Layer>),
 ) -> anyhow::Result<()> {
     let median_ms = median(times);
     let ops = rtdetr::thop_ops_by_part(cfg, args.imgsz, args.imgsz);
@@ -192,6 +246,7 @@ fn report(
         parts_median_ms: parts,
         parts_gflop_per_s,
         peak_gflop_per_s: peak,
+        layers,
     };
     println!(
         "rtdetr bench ({mode}): {} nc={} {}x{} batch {} on {}: median {:.1} ms, min {:.1} ms, {:.2} images/s ({} iterations)",
@@ -211,6 +266,21 @@ fn report(
                 .as_ref()
                 .map_or(0.0, |r| 100.0 * r.backbone / peak),
             100.0 * report.gflop_per_s / peak
+        );
+    }
+    if !report.layers.is_empty() {
+        println!("\n| layer | shape | calls | MFLOP | ms | GFLOP/s |\n|---|---|---|---|---|---|");
+        let mut total = 0.0;
+        for l in &report.layers {
+            total += l.ms;
+            println!(
+                "| {} | {} | {} | {:.0} | {:.2} | {:.0} |",
+                l.kind, l.shape, l.calls.round(), l.mflop, l.ms, l.gflop_per_s
+            );
+        }
+        println!(
+            "| everything else | | | | {:.1} | |",
+            (report.mean_ms - total).max(0.0)
         );
     }
     if let Some(path) = &args.json {

@@ -1,7 +1,7 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
-use rtdetr_ops::{bias_act, conv2d, conv2d_bias_act, BatchNorm2d};
+use rtdetr_ops::{conv2d, conv2d_bias_act, pointwise_per_image_bias_act, BatchNorm2d};
 
 /// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
 /// norm and `2` SiLU or identity.
@@ -83,15 +83,11 @@ impl ConvBnAct {
         if (kh, kw, self.stride, self.groups) != (1, 1, 1, 1) {
             return Ok(None);
         }
-        let (b, _, h, w) = xs.dims4()?;
-        let weight = weight
+        let b = xs.dim(0)?;
+        let weights = weight
             .reshape((1, c_out, c_in))?
             .broadcast_mul(&gate.reshape((b, 1, c_in))?)?;
-        // [B, C, H, W] -> [B, C, H*W]
-        let ys = weight
-            .matmul(&xs.reshape((b, c_in, h * w))?)?
-            .reshape((b, c_out, h, w))?;
-        bias_act(&ys, bias, self.silu).map(Some)
+        pointwise_per_image_bias_act(xs, &weights, bias, self.silu).map(Some)
     }
 
     /// Folds the batch norm into the convolution for evaluation (`true`), or goes back to

@@ -65,15 +65,67 @@ pub fn conv2d_bias_act(
         bias: bias.to_vec1()?,
         silu,
     };
-    if groups > 1 && per_group == 1 && c_out == groups {
-        depthwise::depthwise_fused(xs, weight, stride, padding, epilogue)
-    } else if (kh, kw, stride, padding, groups) == (1, 1, 1, 0, 1) {
-        pointwise::pointwise_fused(xs, weight, epilogue)
-    } else if groups == 1 {
-        unfold::conv2d_unfolded_fused(xs, weight, stride, padding, epilogue)
-    } else {
-        bias_act(&conv2d(xs, weight, stride, padding, groups)?, bias, silu)
+    let depthwise = groups > 1 && per_group == 1 && c_out == groups;
+    let describe = || {
+        let (b, c_in, h, w) = xs.dims4().unwrap_or_default();
+        let (oh, ow) = (
+            (h + 2 * padding).saturating_sub(kh) / stride + 1,
+            (w + 2 * padding).saturating_sub(kw) / stride + 1,
+        );
+        let kind = if depthwise { "depthwise" } else { "conv" };
+        (
+            format!("{kind} {kh}×{kw} s{stride}"),
+            format!("[{b}, {c_in}, {h}, {w}] → [{c_out}, {oh}, {ow}]"),
+            (2 * b * c_out * oh * ow * per_group * kh * kw) as u64,
+        )
+    };
+    crate::profile::timed(describe, || {
+        if depthwise {
+            depthwise::depthwise_fused(xs, weight, stride, padding, epilogue)
+        } else if (kh, kw, stride, padding, groups) == (1, 1, 1, 0, 1) {
+            pointwise::pointwise_fused(xs, weight, epilogue)
+        } else if groups == 1 {
+            unfold::conv2d_unfolded_fused(xs, weight, stride, padding, epilogue)
+        } else {
+            bias_act(&conv2d(xs, weight, stride, padding, groups)?, bias, silu)
+        }
+    })
+}
+
+/// `act(W_b · x_b + bias)` for each image `b` of `xs` with its own 1×1 weight (e.g. a projection
+/// whose input channels a squeeze-excitation gate scales: `W · diag(g_b)`); evaluation only. On
+/// the CPU in f32 it runs as [`conv2d_bias_act`]'s fused 1×1 kernel.
+///
+/// # Shapes
+/// `xs: [B, C_in, H, W]`, `weights: [B, C_out, C_in]`, `bias: [C_out]` → `[B, C_out, H, W]`
+pub fn pointwise_per_image_bias_act(
+    xs: &Tensor,
+    weights: &Tensor,
+    bias: &Tensor,
+    silu: bool,
+) -> Result<Tensor> {
+    let (b, c_in, h, w) = xs.dims4()?;
+    let (_, c_out, _) = weights.dims3()?;
+    let f32_cpu =
+        xs.device().is_cpu() && [xs.dtype(), weights.dtype(), bias.dtype()] == [DType::F32; 3];
+    if !f32_cpu {
+        let ys = weights.matmul(&xs.reshape((b, c_in, h * w))?)?;
+        return bias_act(&ys.reshape((b, c_out, h, w))?, bias, silu);
     }
+    let epilogue = Epilogue {
+        bias: bias.to_vec1()?,
+        silu,
+    };
+    let describe = || {
+        (
+            "conv 1×1 s1 (gated)".to_string(),
+            format!("[{b}, {c_in}, {h}, {w}] → [{c_out}, {h}, {w}]"),
+            (2 * b * c_out * c_in * h * w) as u64,
+        )
+    };
+    crate::profile::timed(describe, || {
+        pointwise::pointwise_fused(xs, weights, epilogue)
+    })
 }
 
 /// A 1×1 convolution as one matrix product per image.

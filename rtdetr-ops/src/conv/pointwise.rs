@@ -21,6 +21,8 @@ struct PointwiseFused {
     c_out: usize,
     plane: usize,
     block_bytes: usize,
+    /// One `[C_out, C_in]` weight per image rather than one for all.
+    weight_per_image: bool,
     epilogue: Epilogue,
 }
 
@@ -43,6 +45,11 @@ impl PointwiseFused {
             let (image, j0) = (job / blocks, (job % blocks) * block);
             let n = block.min(cols - j0);
             let rhs = &xs[image * k * cols + j0..];
+            let lhs = &weight[if self.weight_per_image {
+                image * o * k
+            } else {
+                0
+            }..][..o * k];
             let out_at = image * o * cols + j0;
             // SAFETY: dst is the o×n block at column j0 of image `image`'s o×cols row-major
             // output, which no other job writes; lhs is o×k row-major and rhs the k×n block at
@@ -56,7 +63,7 @@ impl PointwiseFused {
                     1,
                     cols as isize,
                     false,
-                    weight.as_ptr(),
+                    lhs.as_ptr(),
                     1,
                     k as isize,
                     rhs.as_ptr(),
@@ -107,7 +114,8 @@ impl CustomOp2 for PointwiseFused {
     }
 }
 
-/// A 1×1 stride-1 convolution of f32 CPU tensors followed by `epilogue`; no gradient.
+/// A 1×1 stride-1 convolution of f32 CPU tensors followed by `epilogue`; no gradient. `weight`
+/// is `[C_out, C_in, 1, 1]`, or `[B, C_out, C_in]` for a weight per image.
 pub(crate) fn pointwise_fused(xs: &Tensor, weight: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
     pointwise_fused_in_blocks(xs, weight, epilogue, BLOCK_BYTES)
 }
@@ -119,7 +127,15 @@ fn pointwise_fused_in_blocks(
     block_bytes: usize,
 ) -> Result<Tensor> {
     let (b, c_in, h, w) = xs.dims4()?;
-    let (c_out, wc, _, _) = weight.dims4()?;
+    let (c_out, wc, weight_per_image) = match *weight.dims() {
+        [c_out, wc, 1, 1] => (c_out, wc, false),
+        [wb, c_out, wc] if wb == b => (c_out, wc, true),
+        _ => candle::bail!(
+            "conv2d: weight {:?} is not a 1×1 weight or one per image for input {:?}",
+            weight.shape(),
+            xs.shape()
+        ),
+    };
     if wc != c_in {
         candle::bail!(
             "conv2d: weight {:?} does not fit input {:?}",
@@ -133,6 +149,7 @@ fn pointwise_fused_in_blocks(
         c_out,
         plane: h * w,
         block_bytes,
+        weight_per_image,
         epilogue,
     };
     xs.contiguous()?
