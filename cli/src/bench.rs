@@ -275,7 +275,12 @@ fn report(
             total += l.ms;
             println!(
                 "| {} | {} | {} | {:.0} | {:.2} | {:.0} |",
-                l.kind, l.shape, l.calls.round(), l.mflop, l.ms, l.gflop_per_s
+                l.kind,
+                l.shape,
+                l.calls.round(),
+                l.mflop,
+                l.ms,
+                l.gflop_per_s
             );
         }
         println!(

@@ -132,6 +132,11 @@ impl CustomOp1 for Col2Im {
 /// the 3×3 convolutions of EfficientNetV2-S 1.1–2× faster than one unfold of the whole image).
 const BAND_BYTES: usize = 256 << 10;
 
+/// The fewest output columns per band, whatever the band's bytes: gemm packs the whole weight
+/// matrix on every call, which for the 256-channel layers (2304 rows, 28 columns in 256 KiB)
+/// costs as much as the product (measured with `rtdetr bench --layers`: 144 → 186 GFLOP/s).
+const MIN_BAND_COLUMNS: usize = 128;
+
 /// [`unfold`] of the output rows `oy0..oy0 + n / OW` of one image into `out` (`C·KH·KW` rows of
 /// `n` columns), zeros included.
 fn unfold_band(g: &Unfold, image: &[f32], oy0: usize, out: &mut [f32]) {
@@ -194,6 +199,7 @@ struct ConvGemm {
     g: Unfold,
     out_channels: usize,
     band_bytes: usize,
+    min_band_columns: usize,
     epilogue: Option<Epilogue>,
 }
 
@@ -203,7 +209,9 @@ impl ConvGemm {
     fn forward_f32(&self, xs: &[f32], weight: &[f32]) -> Vec<f32> {
         let g = &self.g;
         let (rows, cols, o) = (g.rows(), g.cols(), self.out_channels);
-        let band_rows = (self.band_bytes / (4 * rows * g.ow)).clamp(1, g.oh);
+        let band_rows = (self.band_bytes / (4 * rows * g.ow))
+            .max(self.min_band_columns.div_ceil(g.ow))
+            .clamp(1, g.oh);
         let bands = g.oh.div_ceil(band_rows);
         let mut out = vec![0f32; g.b * o * cols];
         let dst = SharedOut(out.as_mut_ptr());
@@ -348,6 +356,7 @@ pub fn conv2d_unfolded(
             g,
             out_channels: o,
             band_bytes: BAND_BYTES,
+            min_band_columns: MIN_BAND_COLUMNS,
             epilogue: None,
         };
         return xs.contiguous()?.apply_op2(&weight.contiguous()?, op);
@@ -374,6 +383,7 @@ pub(crate) fn conv2d_unfolded_fused(
         g,
         out_channels: o,
         band_bytes: BAND_BYTES,
+        min_band_columns: MIN_BAND_COLUMNS,
         epilogue: Some(epilogue),
     };
     xs.contiguous()?
@@ -501,6 +511,7 @@ mod tests {
                     g,
                     out_channels: w_shape[0],
                     band_bytes: band_rows * 4 * g.rows() * g.ow,
+                    min_band_columns: 1,
                     epilogue: silu.map(|silu| Epilogue {
                         bias: bias.to_vec1().unwrap(),
                         silu,
