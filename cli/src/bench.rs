@@ -16,16 +16,16 @@ pub struct Args {
     #[arg(long, default_value = "s", value_parser = clap::builder::PossibleValuesParser::new(["s", "m", "l", "xl"]))]
     variant: String,
     /// Number of classes (ignored with --weights).
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, value_parser = crate::flags::positive)]
     nc: usize,
     /// Input size (a multiple of 32).
-    #[arg(long, default_value_t = 640)]
+    #[arg(long, default_value_t = 640, value_parser = crate::flags::imgsz)]
     imgsz: usize,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::flags::positive)]
     batch: usize,
     /// Timed forward passes (after one warm-up pass).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::flags::positive)]
     iters: usize,
     /// Weights to time instead of random ones.
     #[arg(long)]
@@ -133,12 +133,6 @@ struct Parts {
 
 /// Times eval forward passes of the detector (RepConv fused) on random input.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
-        bail!("--imgsz {} is not a positive multiple of 32", args.imgsz);
-    }
-    if args.iters == 0 || args.batch == 0 {
-        bail!("--iters and --batch must be at least 1");
-    }
     if args.peak {
         let threads = candle::utils::get_num_threads();
         let peak = crate::peak::measure(threads);

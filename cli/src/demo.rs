@@ -17,13 +17,13 @@ pub struct Args {
     #[arg(long, default_value = "runs/demo")]
     dir: PathBuf,
     /// Epochs.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = crate::flags::positive)]
     epochs: usize,
     /// Image size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::flags::imgsz)]
     imgsz: usize,
     /// Training images (validation: a quarter as many).
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 96, value_parser = crate::flags::positive)]
     images: usize,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]

@@ -20,19 +20,19 @@ pub struct Args {
     weights: PathBuf,
     /// Inference size: images are stretched to imgsz×imgsz (a multiple of 32). Default: the size
     /// the weights were trained at (their `imgsz` metadata), else 640.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::flags::imgsz)]
     imgsz: Option<usize>,
     /// Keep detections scoring above this.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = crate::flags::fraction_f32)]
     conf: f32,
     /// Keep at most this many detections per image.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = crate::flags::positive)]
     max_det: usize,
     /// Keep only these class indices, e.g. `--classes 0,2`.
     #[arg(long, value_delimiter = ',')]
     classes: Option<Vec<usize>>,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::flags::positive)]
     batch: usize,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]

@@ -7,6 +7,7 @@ mod convert;
 mod demo;
 mod detect;
 mod device;
+mod flags;
 mod info;
 mod names;
 mod output;

@@ -25,25 +25,25 @@ pub struct Args {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Epochs.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::flags::positive)]
     epochs: usize,
     /// Images per batch (gradients are accumulated to --nbs).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::flags::positive)]
     batch: usize,
     /// Training and validation size (a multiple of 32).
-    #[arg(long, default_value_t = 640)]
+    #[arg(long, default_value_t = 640, value_parser = crate::flags::imgsz)]
     imgsz: usize,
     /// Nominal batch size: gradients are accumulated over round(nbs/batch) batches.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::flags::positive)]
     nbs: usize,
     /// Initial learning rate (default 'auto': 0.002·5/(4+nc)).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::flags::positive_real)]
     lr0: Option<f64>,
     /// Cosine learning-rate decay instead of linear.
     #[arg(long)]
     cos_lr: bool,
     /// Warm-up epochs.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = crate::flags::non_negative)]
     warmup_epochs: f64,
     /// Seed of initialisation, data order, augmentation and denoising noise.
     #[arg(long, default_value_t = 0)]
@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(long)]
     no_augment: bool,
     /// Mosaic probability (0 turns it off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::flags::fraction_f32)]
     mosaic: f32,
     /// Mosaic is off for the last N epochs (0 keeps it on).
     #[arg(long, default_value_t = 10)]

@@ -19,10 +19,10 @@ pub struct Args {
     data: Option<PathBuf>,
     /// Validation size (a multiple of 32). Default: the size the weights were trained at (their
     /// `imgsz` metadata), else 640.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::flags::imgsz)]
     imgsz: Option<usize>,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::flags::positive)]
     batch: usize,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]

@@ -14,6 +14,10 @@ use crate::{preprocess, read_metadata, Error, Result, RtDetr, Variant};
 /// The image size when neither the options nor the weights give one.
 pub const DEFAULT_IMGSZ: usize = 640;
 
+/// The largest image size accepted anywhere (detection, validation, training): activations
+/// grow with its square, and at 8192 one pass of the S model takes tens of GB.
+pub const MAX_IMGSZ: usize = 8192;
+
 /// How a [`Detector`] loads and filters.
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
@@ -279,11 +283,11 @@ pub fn imgsz_from_metadata(meta: &HashMap<String, String>) -> Result<Option<usiz
     }
 }
 
-/// A positive multiple of 32.
+/// A positive multiple of 32, at most [`MAX_IMGSZ`].
 fn check_imgsz(imgsz: usize) -> Result<()> {
-    if imgsz == 0 || !imgsz.is_multiple_of(32) {
+    if imgsz == 0 || !imgsz.is_multiple_of(32) || imgsz > MAX_IMGSZ {
         return Err(Error::Options(format!(
-            "imgsz {imgsz} is not a positive multiple of 32"
+            "imgsz {imgsz} is not a positive multiple of 32 up to {MAX_IMGSZ}"
         )));
     }
     Ok(())

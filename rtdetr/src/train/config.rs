@@ -64,6 +64,69 @@ pub struct AugmentConfig {
     pub shear: f32,
 }
 
+impl TrainConfig {
+    /// Refuses values no run can use (a zero batch, a NaN rate, a probability above 1, ...), as
+    /// the CLI's flags are checked, so that a hand-written config or a resumed state fails with
+    /// a message instead of a panic or a NaN loss.
+    pub fn check(&self) -> crate::Result<()> {
+        let bad = |what: &str, why: &str| Err(crate::Error::Options(format!("{what} {why}")));
+        for (what, n) in [
+            ("epochs", self.epochs),
+            ("batch", self.batch),
+            ("nbs", self.nbs),
+        ] {
+            if n == 0 {
+                return bad(what, "must be at least 1");
+            }
+        }
+        if self.imgsz == 0 || !self.imgsz.is_multiple_of(32) || self.imgsz > crate::MAX_IMGSZ {
+            return bad(
+                &format!("imgsz {}", self.imgsz),
+                &format!(
+                    "must be a positive multiple of 32, at most {}",
+                    crate::MAX_IMGSZ
+                ),
+            );
+        }
+        let reals = [
+            ("lr0", self.lr0.unwrap_or(1.0), false),
+            ("lrf", self.lrf, true),
+            ("warmup_epochs", self.warmup_epochs, true),
+            ("weight_decay", self.weight_decay, true),
+            ("max_norm", self.max_norm, false),
+        ];
+        for (what, v, zero_ok) in reals {
+            if !v.is_finite() || v < 0.0 || (v == 0.0 && !zero_ok) {
+                let floor = if zero_ok { "at least 0" } else { "above 0" };
+                return bad(
+                    &format!("{what} {v}"),
+                    &format!("must be finite and {floor}"),
+                );
+            }
+        }
+        if let Some(a) = &self.augment {
+            for (what, p) in [("fliplr", a.fliplr), ("mosaic", a.mosaic)] {
+                if !(0.0..=1.0).contains(&p) {
+                    return bad(&format!("{what} {p}"), "must lie in [0, 1]");
+                }
+            }
+            let gains = [
+                a.hsv[0],
+                a.hsv[1],
+                a.hsv[2],
+                a.degrees,
+                a.translate,
+                a.scale,
+                a.shear,
+            ];
+            if gains.iter().any(|g| !g.is_finite() || *g < 0.0) {
+                return bad("augmentation gains", "must be finite and at least 0");
+            }
+        }
+        Ok(())
+    }
+}
+
 impl AugmentConfig {
     /// The loader's view of these settings.
     pub fn augment(&self) -> Augment {

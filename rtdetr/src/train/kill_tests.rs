@@ -98,3 +98,53 @@ fn killed_mid_epoch_resumes_to_the_same_weights() {
         std::fs::read_to_string(killed.join("results.csv")).unwrap()
     );
 }
+
+/// A state whose training config no run can use (here a batch of 0, as a hand-edited or
+/// corrupted `last.state.safetensors` may hold) is refused on resume, naming the file.
+#[test]
+fn a_resumed_state_is_checked_like_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data, 2, 2, 64, 2).unwrap();
+    let yaml = data.join("data.yaml");
+    let (train, val) = (
+        YoloDataset::from_yaml(&yaml, "train").unwrap(),
+        YoloDataset::from_yaml(&yaml, "val").unwrap(),
+    );
+    let save = dir.path().join("run");
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch: 2,
+        imgsz: 64,
+        ..TrainConfig::default()
+    };
+    let mut run = Trainer::new(TrainSetup {
+        model: tiny_config(),
+        train: cfg,
+        names: train.names.clone(),
+        train_samples: train.samples.clone(),
+        val_samples: val.samples.clone(),
+        weights: None,
+        save_dir: save.clone(),
+        device: Device::Cpu,
+    })
+    .unwrap();
+    run.run_epoch(|_, _, _| {}).unwrap();
+
+    let path = save.join("last.state.safetensors");
+    let mut meta = crate::read_metadata(&path).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&meta["run"]).unwrap();
+    state["train"]["batch"] = 0.into();
+    meta.insert("run".into(), state.to_string());
+    let tensors = candle::safetensors::load(&path, &Device::Cpu).unwrap();
+    safetensors::serialize_to_file(&tensors, Some(meta.into_iter().collect()), &path).unwrap();
+
+    let err = Trainer::resume(save, train.samples, val.samples, Device::Cpu)
+        .err()
+        .expect("a batch of 0 resumed")
+        .to_string();
+    assert!(
+        err.contains("last.state.safetensors") && err.contains("batch must be at least 1"),
+        "{err}"
+    );
+}

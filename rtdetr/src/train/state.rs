@@ -56,6 +56,7 @@ impl Trainer {
             .ok_or_else(|| in_file(Error::Run("no run state".into())))?;
         let state: RunState = serde_json::from_str(run)
             .map_err(|e| in_file(Error::Run(format!("bad run state: {e}"))))?;
+        state.train.check().map_err(in_file)?;
         let mut t = Self::new(TrainSetup {
             model: state.model.clone(),
             train: state.train.clone(),

@@ -64,6 +64,7 @@ impl Trainer {
             save_dir,
             device,
         } = setup;
+        train_cfg.check()?;
         let varmap = VarMap::new();
         let net = RtDetr::new(
             &model,
