@@ -2,31 +2,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-/// File extensions `detect` reads.
-pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
-
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading folder {}", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("reading folder {}", dir.display()))?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if is_image(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
+use rtdetr::image_io::{find_images, has_image_extension as is_image};
 
 /// Image files named by `sources`: files as given, folders recursively (sorted), and glob
 /// patterns (sorted matches), in the order given.
@@ -35,7 +11,9 @@ pub fn expand(sources: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     for source in sources {
         let path = Path::new(source);
         if path.is_dir() {
-            walk(path, &mut images)?;
+            let found =
+                find_images(path).with_context(|| format!("reading folder {}", path.display()))?;
+            images.extend(found);
         } else if path.is_file() {
             images.push(path.to_path_buf());
         } else if source.contains(['*', '?', '[']) {

@@ -7,7 +7,6 @@ use crate::data::{parse_labels, Label, Problem};
 use crate::{Error, Result};
 
 /// File extensions of images.
-const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
 
 /// One folder or list file, or several.
 #[derive(Debug, Clone, Deserialize)]
@@ -132,7 +131,9 @@ impl YoloDataset {
         for source in sources {
             let path = root.join(&source);
             if path.is_dir() {
-                collect_images(&path, &mut images).map_err(|e| Error::from(e).in_file(&path))?;
+                let found = crate::image_io::find_images(&path)
+                    .map_err(|e| Error::from(e).in_file(&path))?;
+                images.extend(found);
             } else if path.is_file() {
                 let text =
                     std::fs::read_to_string(&path).map_err(|e| Error::from(e).in_file(&path))?;
@@ -204,23 +205,4 @@ impl YoloDataset {
     pub fn backgrounds(&self) -> usize {
         self.samples.iter().filter(|s| s.labels.is_empty()).count()
     }
-}
-
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::result::Result<_, _>>()?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect_images(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
