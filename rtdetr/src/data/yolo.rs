@@ -6,8 +6,6 @@ use serde::Deserialize;
 use crate::data::{parse_labels, Label, Problem};
 use crate::{Error, Result};
 
-/// File extensions of images.
-
 /// One folder or list file, or several.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
