@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long, default_value = "s", value_parser = clap::builder::PossibleValuesParser::new(["s", "m", "l", "xl"]))]
     variant: String,
     /// Number of classes (ignored with --weights).
-    #[arg(long, default_value_t = 80, value_parser = crate::flags::positive)]
+    #[arg(long, default_value_t = 80, value_parser = crate::flags::class_count)]
     nc: usize,
     /// Input size (a multiple of 32).
     #[arg(long, default_value_t = 640, value_parser = crate::flags::imgsz)]

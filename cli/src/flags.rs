@@ -1,7 +1,7 @@
 //! Parsers for numeric flags, so that a value no run can use is refused when the command line
 //! is read, with what is allowed, instead of a panic, a NaN loss or an allocation failure later.
 
-use rtdetr::MAX_IMGSZ;
+use rtdetr::{MAX_CLASSES, MAX_IMGSZ};
 
 /// An integer of at least 1.
 pub fn positive(s: &str) -> Result<usize, String> {
@@ -10,6 +10,15 @@ pub fn positive(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(format!("not a whole number ({e})")),
     }
+}
+
+/// A class count: 1 to [`MAX_CLASSES`].
+pub fn class_count(s: &str) -> Result<usize, String> {
+    let n = positive(s)?;
+    if n > MAX_CLASSES {
+        return Err(format!("at most {MAX_CLASSES}"));
+    }
+    Ok(n)
 }
 
 /// An image size: a positive multiple of 32, at most [`MAX_IMGSZ`].
@@ -90,5 +99,6 @@ mod tests {
         assert!(non_negative("-1").is_err() && non_negative("nan").is_err());
         assert_eq!(non_negative("0"), Ok(0.0));
         assert!(positive_real("0").is_err() && positive_real("inf").is_err());
+        assert!(class_count("80").is_ok() && class_count("100000000").is_err());
     }
 }

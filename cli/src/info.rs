@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long, default_value = "s", value_parser = clap::builder::PossibleValuesParser::new(["s", "m", "l", "xl"]))]
     variant: String,
     /// Number of classes (sizes the detection heads).
-    #[arg(long, default_value_t = 80, value_parser = crate::flags::positive)]
+    #[arg(long, default_value_t = 80, value_parser = crate::flags::class_count)]
     nc: usize,
     /// Image size for the GFLOPs figure (a multiple of 32).
     #[arg(long, default_value_t = 640, value_parser = crate::flags::imgsz)]

@@ -43,6 +43,7 @@ fn unusable_numbers_are_refused_up_front() {
         &["val", "--weights", "w", "--data", "d.yaml", "--batch", "0"],
         &["bench", "--train", "--nc", "0"],
         &["bench", "--iters", "0"],
+        &["bench", "--nc", "100000000"],
         &["info", "--imgsz", "18446744073709551584"],
         &["demo", "--epochs", "0"],
         &["demo", "--images", "0"],

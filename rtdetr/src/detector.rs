@@ -18,6 +18,10 @@ pub const DEFAULT_IMGSZ: usize = 640;
 /// grow with its square, and at 8192 one pass of the S model takes tens of GB.
 pub const MAX_IMGSZ: usize = 8192;
 
+/// The most classes a dataset or model may have (LVIS has 1203): a `names` table or a COCO
+/// file that claims more is refused rather than sized into a model.
+pub const MAX_CLASSES: usize = 10_000;
+
 /// How a [`Detector`] loads and filters.
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {

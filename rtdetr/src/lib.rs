@@ -87,7 +87,7 @@ mod variant;
 
 pub use detector::{
     imgsz_from_metadata, names_from_metadata, Detection, Detector, DetectorOptions, DEFAULT_IMGSZ,
-    MAX_IMGSZ,
+    MAX_CLASSES, MAX_IMGSZ,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "train")]

@@ -203,3 +203,38 @@ fn coco_instances_with_an_image_folder() {
         .to_string();
     assert!(err.contains("no val split"), "{err}");
 }
+
+/// A data.yaml or COCO file claiming absurdly many classes is refused with a message, before
+/// any table of that size is built (`names: {100000000: z}` used to allocate 10⁸ names).
+#[test]
+fn class_bombs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("images")).unwrap();
+    for (file, body) in [
+        (
+            "map.yaml",
+            "train: images\nval: images\nnames: {100000000: z}\n",
+        ),
+        ("nc.yaml", "train: images\nval: images\nnc: 1000000000\n"),
+    ] {
+        let yaml = dir.path().join(file);
+        write(&yaml, body);
+        let err = YoloDataset::from_yaml(&yaml, "train")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(file) && err.contains("at most 10000"), "{err}");
+    }
+    let categories: Vec<String> = (0..10_001)
+        .map(|i| format!(r#"{{"id": {i}, "name": "c{i}"}}"#))
+        .collect();
+    let json = dir.path().join("instances_train.json");
+    write(
+        &json,
+        &format!(
+            r#"{{"images": [], "annotations": [], "categories": [{}]}}"#,
+            categories.join(",")
+        ),
+    );
+    let err = rtdetr::data::from_coco_json(&json).unwrap_err().to_string();
+    assert!(err.contains("10001 categories"), "{err}");
+}

@@ -55,6 +55,14 @@ pub fn from_coco_json(json: &Path) -> Result<YoloDataset> {
     if data.categories.is_empty() {
         return Err(Error::Data("no categories".into()).in_file(json));
     }
+    if data.categories.len() > crate::MAX_CLASSES {
+        return Err(Error::Data(format!(
+            "{} categories, at most {} are supported",
+            data.categories.len(),
+            crate::MAX_CLASSES
+        ))
+        .in_file(json));
+    }
     let mut categories = data.categories.clone();
     categories.sort_by_key(|c| c.id);
     let class_of: HashMap<u64, usize> = categories

@@ -52,6 +52,16 @@ impl DataYaml {
             .map_err(|e| Error::Data(format!("not a dataset yaml: {e}")).in_file(path))
     }
 
+    /// How many classes the yaml declares (the largest index + 1 for a mapping), without
+    /// building the names.
+    pub fn class_count(&self) -> usize {
+        match &self.names {
+            Some(NameTable::List(list)) => list.len(),
+            Some(NameTable::Map(map)) => map.keys().max().map_or(0, |m| m.saturating_add(1)),
+            None => self.nc.unwrap_or(0),
+        }
+    }
+
     /// Class names by index (numbers where only `nc` is given).
     pub fn names(&self) -> Vec<String> {
         match &self.names {
@@ -104,6 +114,14 @@ impl YoloDataset {
     /// line are skipped (each problem reported with file and line), as ultralytics does.
     pub fn from_yaml(yaml: &Path, split: &str) -> Result<Self> {
         let data = DataYaml::read(yaml)?;
+        if data.class_count() > crate::MAX_CLASSES {
+            return Err(Error::Data(format!(
+                "{} classes declared (`names`/`nc`), at most {} are supported",
+                data.class_count(),
+                crate::MAX_CLASSES
+            ))
+            .in_file(yaml));
+        }
         let names = data.names();
         if names.is_empty() {
             return Err(Error::Data("no `names` or `nc`".into()).in_file(yaml));
