@@ -82,14 +82,10 @@ impl<'a> TorchZip<'a> {
             .ok_or_else(|| Error::Malformed("storage size is not a count".into()))?;
         if !self.storages.contains_key(&key) {
             let name = format!("{}data/{key}", self.prefix);
-            let bytes = self.archive.read(&name)?;
-            let want = size.checked_mul(elem.size());
-            if want.is_none_or(|w| w > bytes.len()) {
-                return Err(Error::Limit(format!(
-                    "storage {key} declares {size} {kind} elements, its entry holds {} bytes",
-                    bytes.len()
-                )));
-            }
+            let want = size.checked_mul(elem.size()).ok_or_else(|| {
+                Error::Limit(format!("storage {key} declares {size} {kind} elements"))
+            })?;
+            let bytes = self.archive.read_exact(&name, want)?;
             self.storages.insert(key.clone(), (elem, bytes));
         }
         Ok(key)
