@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle::Tensor;
 
@@ -19,13 +19,22 @@ pub fn save_atomic(
         .collect::<candle::Result<_>>()
         .map_err(std::io::Error::other)?;
     replace_with(path, |tmp| {
-        safetensors::serialize_to_file(
+        // safetensors writes through a temporary of its own (`.tmpXXXXXX`, preallocated to the
+        // full size) beside its target: give it a folder named after ours, so that what a kill
+        // leaves behind is recognisably ours and removed by the next write.
+        let staging = PathBuf::from(format!("{}.d", tmp.display()));
+        std::fs::create_dir_all(&staging)?;
+        let inner = staging.join("file");
+        let written = safetensors::serialize_to_file(
             contiguous.iter().map(|(k, t)| (k.as_str(), t)),
             Some(metadata),
-            tmp,
+            &inner,
         )
-        .map_err(std::io::Error::other)?;
-        std::fs::File::open(tmp)?.sync_all()
+        .map_err(std::io::Error::other)
+        .and_then(|()| std::fs::File::open(&inner)?.sync_all())
+        .and_then(|()| std::fs::rename(&inner, tmp));
+        let _ = std::fs::remove_dir_all(&staging);
+        written
     })
 }
 
@@ -53,12 +62,46 @@ fn replace_with(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("output");
+    remove_stale_temporaries(dir, name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes the temporaries of `name` that a killed writer left in `dir`: `.{name}.{pid}.tmp…`
+/// (anything a library writes inside ours included) whose process no longer runs. Only where
+/// that can be told (`/proc`); elsewhere they stay.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, tail)) = rest.split_once('.') else {
+            continue;
+        };
+        let dead = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if dead && tail.starts_with("tmp") {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +127,45 @@ mod tests {
             1,
             "no temporary file left"
         );
+    }
+
+    /// Temporaries of a writer killed mid-write (a pid above Linux's maximum never runs) go at
+    /// the next write of the same file; a live writer's, other files' and other names stay.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn stale_temporaries_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = 4_194_400;
+        let mine = std::process::id();
+        let files = [
+            format!(".w.safetensors.{dead}.tmp"),
+            format!(".w.safetensors.{dead}.tmp.inner"),
+            format!(".w.safetensors.{dead}.tmp.d"),
+            format!(".w.safetensors.{mine}.tmp.other-thread"),
+            format!(".other.safetensors.{dead}.tmp"),
+            "keep.txt".to_string(),
+        ];
+        for f in &files {
+            if f.ends_with(".d") {
+                std::fs::create_dir(dir.path().join(f)).unwrap();
+                std::fs::write(dir.path().join(f).join(".tmpAb12Cd"), b"partial").unwrap();
+            } else {
+                std::fs::write(dir.path().join(f), b"partial").unwrap();
+            }
+        }
+        write_atomic(&dir.path().join("w.safetensors"), b"done").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            files[3].clone(),
+            files[4].clone(),
+            files[5].clone(),
+            "w.safetensors".into(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
     }
 }
