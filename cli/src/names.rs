@@ -8,6 +8,20 @@ use anyhow::{bail, Context};
 pub struct Names(BTreeMap<usize, String>);
 
 impl Names {
+    fn checked(names: BTreeMap<usize, String>) -> anyhow::Result<Self> {
+        if let Some(&id) = names
+            .keys()
+            .next_back()
+            .filter(|&&id| id >= rtdetr::MAX_CLASSES)
+        {
+            bail!(
+                "class id {id}: at most {} classes are supported",
+                rtdetr::MAX_CLASSES
+            );
+        }
+        Ok(Self(names))
+    }
+
     /// One past the highest named class id (0 when none is named).
     pub fn len(&self) -> usize {
         self.0.keys().next_back().map_or(0, |&k| k + 1)
@@ -47,48 +61,45 @@ impl Names {
             }
             _ => bail!("class names must be a list or an object"),
         }
-        Ok(Self(names))
+        Self::checked(names)
     }
 
-    /// The `names:` of an ultralytics data.yaml (a mapping `0: person` or a list), or a YAML list.
+    /// The `names:` of an ultralytics data.yaml (a mapping `0: person` or a list), or a YAML
+    /// list or mapping on its own, parsed as YAML.
     pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
-        let unquote = |s: &str| s.trim().trim_matches(|c| c == '\'' || c == '"').to_string();
-        let lines = text.lines().map(|l| l.split(" #").next().unwrap_or(""));
-        let mut in_names = !text.lines().any(|l| l.trim_start().starts_with("names:"));
+        use serde_yaml_ng::Value;
+        let doc: Value = serde_yaml_ng::from_str(text).context("not YAML")?;
+        let table = match &doc {
+            Value::Mapping(m) => m.get("names").unwrap_or(&doc),
+            _ => &doc,
+        };
+        let name = |v: &Value| match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => bail!("class names must be strings, found {v:?}"),
+        };
         let mut names = BTreeMap::new();
-        for line in lines {
-            if let Some(rest) = line.trim_start().strip_prefix("names:") {
-                in_names = true;
-                let rest = rest.trim();
-                if let Some(inline) = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-                    for (i, n) in inline.split(',').enumerate() {
-                        names.insert(i, unquote(n));
-                    }
-                    break;
-                }
-                continue;
-            }
-            if !in_names || line.trim().is_empty() {
-                continue;
-            }
-            if !line.starts_with([' ', '\t', '-']) && !names.is_empty() {
-                break;
-            }
-            let item = line.trim();
-            if let Some(name) = item.strip_prefix('-') {
-                names.insert(names.len(), unquote(name));
-            } else if let Some((k, v)) = item.split_once(':') {
-                if let Ok(id) = k.trim().parse() {
-                    names.insert(id, unquote(v));
-                } else if !names.is_empty() {
-                    break;
+        match table {
+            Value::Sequence(list) => {
+                for (i, v) in list.iter().enumerate() {
+                    names.insert(i, name(v)?);
                 }
             }
+            Value::Mapping(map) if table != &doc || !map.contains_key("train") => {
+                for (k, v) in map {
+                    let id = k
+                        .as_u64()
+                        .and_then(|id| usize::try_from(id).ok())
+                        .with_context(|| format!("class key {k:?} is not a class id"))?;
+                    names.insert(id, name(v)?);
+                }
+            }
+            _ => bail!("no class names found (a `names:` list or mapping)"),
         }
         if names.is_empty() {
             bail!("no class names found");
         }
-        Ok(Self(names))
+        Self::checked(names)
     }
 
     /// One name per line.
@@ -150,5 +161,8 @@ mod tests {
         assert_eq!(Names::from_json(&json).unwrap().get(2), "c");
         assert_eq!(Names::from_lines("x\n\ny\n").get(1), "y");
         assert!(Names::from_yaml("train: a\n").is_err());
+        // Broken YAML is an error, not a class called `x: {`.
+        assert!(Names::from_yaml("names:\n  0: x: {\n").is_err());
+        assert!(Names::from_yaml("names: {100000000: z}\n").is_err());
     }
 }
