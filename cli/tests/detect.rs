@@ -349,21 +349,36 @@ fn flags_that_do_not_fit_the_weights_are_one_line_errors_without_a_backtrace() {
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     for (args, says) in [
-        (vec![image, "--conf", "1.5"], "conf 1.5 is outside [0, 1]"),
         (
             vec![image, "--classes", "5"],
             "class 5 does not exist: the model has 3 classes (0..=2)",
         ),
         (vec![image, "--variant", "xl"], "not variant xl"),
-        (
-            vec![image, "--imgsz", "100"],
-            "imgsz 100 is not a positive multiple of 32",
-        ),
     ] {
         let stderr = run(&args);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(!stderr.contains("backtrace"), "{stderr}");
+    }
+    // Values no run can use are refused by the flag parser: its one line and clap's --help hint.
+    for (args, says) in [
+        (
+            vec![image, "--conf", "1.5"],
+            "'1.5' for '--conf <CONF>': must lie in [0, 1]",
+        ),
+        (
+            vec![image, "--imgsz", "100"],
+            "'100' for '--imgsz <IMGSZ>': not a multiple of 32",
+        ),
+    ] {
+        let stderr = run(&args);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert!(lines.len() == 1 || lines[1].contains("--help"), "{stderr}");
         assert!(!stderr.contains("backtrace"), "{stderr}");
     }
     // A missing file: its cause said once.
