@@ -2,6 +2,7 @@
 //! [`depthwise_conv2d`], a matrix product for 1×1 stride-1 convolutions, banded unfold + gemm for
 //! other full convolutions on the CPU ([`conv2d_unfolded`]), or candle's conv2d.
 
+mod block;
 mod depthwise;
 mod geometry;
 mod pointwise;

@@ -7,7 +7,7 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::unfold::SharedOut;
+use super::block::{parallelism, BlockedOut};
 use crate::activation::Epilogue;
 use crate::cpu::cpu_slice;
 
@@ -34,54 +34,24 @@ impl PointwiseFused {
             .clamp(16, cols.next_multiple_of(16));
         let blocks = cols.div_ceil(block);
         let mut out = vec![0f32; self.images * o * cols];
-        let dst = SharedOut(out.as_mut_ptr());
-        let threads = candle::utils::get_num_threads();
-        let parallelism = if self.images * blocks >= 2 * threads {
-            gemm::Parallelism::None
-        } else {
-            gemm::Parallelism::Rayon(threads)
-        };
+        let dst = BlockedOut::new(&mut out, cols);
+        let parallelism = parallelism(self.images * blocks);
         (0..self.images * blocks).into_par_iter().for_each(|job| {
             let (image, j0) = (job / blocks, (job % blocks) * block);
             let n = block.min(cols - j0);
             let rhs = &xs[image * k * cols + j0..];
-            let lhs = &weight[if self.weight_per_image {
+            let first = if self.weight_per_image {
                 image * o * k
             } else {
                 0
-            }..][..o * k];
-            let out_at = image * o * cols + j0;
-            // SAFETY: dst is the o×n block at column j0 of image `image`'s o×cols row-major
-            // output, which no other job writes; lhs is o×k row-major and rhs the k×n block at
-            // column j0 of the image's k×cols input, each inside its slice.
+            };
+            let lhs = &weight[first..][..o * k];
+            let at = image * o * cols + j0;
+            // SAFETY: the o×n block at column j0 of image `image`'s o×cols output is this job's
+            // alone; lhs is o×k and rhs the k×n block at column j0 of the image's k×cols input.
             unsafe {
-                gemm::gemm(
-                    o,
-                    n,
-                    k,
-                    dst.at(out_at),
-                    1,
-                    cols as isize,
-                    false,
-                    lhs.as_ptr(),
-                    1,
-                    k as isize,
-                    rhs.as_ptr(),
-                    1,
-                    cols as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
-            for channel in 0..o {
-                // SAFETY: this job's n columns of row `channel`, written above.
-                let row =
-                    unsafe { std::slice::from_raw_parts_mut(dst.at(out_at + channel * cols), n) };
-                self.epilogue.apply(channel, row);
+                dst.multiply(at, (o, n, k), lhs, rhs, cols, parallelism);
+                dst.finish(at, o, n, &self.epilogue);
             }
         });
         out

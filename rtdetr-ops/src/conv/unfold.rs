@@ -10,6 +10,7 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::block::{parallelism, BlockedOut};
 use super::geometry::Geometry;
 use crate::activation::Epilogue;
 use crate::cpu::cpu_slice;
@@ -172,23 +173,6 @@ fn unfold_band(g: &Unfold, image: &[f32], oy0: usize, out: &mut [f32]) {
     }
 }
 
-/// The output buffer shared by the bands, each of which writes its own columns.
-#[derive(Clone, Copy)]
-pub(super) struct SharedOut(pub(super) *mut f32);
-// SAFETY: bands write disjoint column ranges of the output.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The element `offset` places in (a method, so that closures capture the whole `Send` wrapper).
-    ///
-    /// # Safety
-    /// `offset` must be inside the buffer.
-    pub(super) unsafe fn at(self, offset: usize) -> *mut f32 {
-        self.0.add(offset)
-    }
-}
-
 thread_local! {
     /// The unfolded band of the last convolution run on this thread.
     static BAND: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -214,15 +198,9 @@ impl ConvGemm {
             .clamp(1, g.oh);
         let bands = g.oh.div_ceil(band_rows);
         let mut out = vec![0f32; g.b * o * cols];
-        let dst = SharedOut(out.as_mut_ptr());
+        let dst = BlockedOut::new(&mut out, cols);
         let image_len = g.c * g.h * g.w;
-        let threads = candle::utils::get_num_threads();
-        // Too few bands to keep every thread busy: let the matrix products split instead.
-        let parallelism = if g.b * bands >= 2 * threads {
-            gemm::Parallelism::None
-        } else {
-            gemm::Parallelism::Rayon(threads)
-        };
+        let parallelism = parallelism(g.b * bands);
         (0..g.b * bands).into_par_iter().for_each(|job| {
             let (image, band) = (job / bands, job % bands);
             let oy0 = band * band_rows;
@@ -233,42 +211,13 @@ impl ConvGemm {
             buffer.resize(rows * n.max(band_rows * g.ow), 0.0);
             let band_buffer = &mut buffer[..rows * n];
             unfold_band(g, &xs[image * image_len..][..image_len], oy0, band_buffer);
-            // SAFETY: dst is the o×n block at column oy0·OW of image `image`'s o×cols row-major
-            // output, which no other band writes; lhs is o×rows row-major, rhs rows×n row-major,
-            // each inside its slice.
+            let at = image * o * cols + oy0 * g.ow;
+            // SAFETY: the o×n block at column oy0·OW of image `image`'s o×cols output is this
+            // band's alone; the weight is o×rows, the band rows×n, each inside its slice.
             unsafe {
-                gemm::gemm(
-                    o,
-                    n,
-                    rows,
-                    dst.at(image * o * cols + oy0 * g.ow),
-                    1,
-                    cols as isize,
-                    false,
-                    weight.as_ptr(),
-                    1,
-                    rows as isize,
-                    band_buffer.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
-            if let Some(epilogue) = &self.epilogue {
-                for channel in 0..o {
-                    // SAFETY: the band's own n columns of row `channel`, written above.
-                    let row = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst.at(image * o * cols + channel * cols + oy0 * g.ow),
-                            n,
-                        )
-                    };
-                    epilogue.apply(channel, row);
+                dst.multiply(at, (o, n, rows), weight, band_buffer, n, parallelism);
+                if let Some(epilogue) = &self.epilogue {
+                    dst.finish(at, o, n, epilogue);
                 }
             }
             BAND.with(|cell| {
