@@ -56,6 +56,15 @@ impl Error {
             },
         }
     }
+
+    /// The problem alone, without the file it was attached to (for reports that name the file
+    /// themselves).
+    pub fn without_file(&self) -> &Error {
+        match self {
+            Error::InFile { problem, .. } => problem,
+            e => e,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

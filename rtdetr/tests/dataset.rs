@@ -10,6 +10,13 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+fn save_image(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 99]))
+        .save(path)
+        .unwrap();
+}
+
 #[test]
 fn splits_backgrounds_and_problems() {
     let dir = tempfile::tempdir().unwrap();
@@ -19,7 +26,7 @@ fn splits_backgrounds_and_problems() {
         "path: .\ntrain: images/train\nval: val.txt\nnames:\n  0: cat\n  1: dog\n",
     );
     for name in ["a.jpg", "b.png", "c.jpg", "d.jpg"] {
-        write(&root.join("images/train").join(name), "not decoded here");
+        save_image(&root.join("images/train").join(name), 16, 12);
     }
     write(
         &root.join("labels/train/a.txt"),
@@ -237,4 +244,111 @@ fn class_bombs_are_refused() {
     );
     let err = rtdetr::data::from_coco_json(&json).unwrap_err().to_string();
     assert!(err.contains("10001 categories"), "{err}");
+}
+
+/// Broken images are found by the scan, reported with their file and skipped like images with bad
+/// labels; a mis-named one is read by its content; training then reads every kept image.
+#[test]
+fn broken_images_are_skipped_at_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        &root.join("data.yaml"),
+        "train: images\nval: images\nnames: [thing]\n",
+    );
+    let images = root.join("images");
+    save_image(&images.join("good.jpg"), 40, 30);
+    save_image(&images.join("good.png"), 40, 30);
+    save_image(&images.join("source.png"), 40, 30);
+    save_image(&images.join("source.jpg"), 40, 30);
+    save_image(&images.join("source.webp"), 40, 30);
+    let png = std::fs::read(images.join("source.png")).unwrap();
+    let jpeg = std::fs::read(images.join("source.jpg")).unwrap();
+    let webp = std::fs::read(images.join("source.webp")).unwrap();
+    for source in ["source.png", "source.jpg", "source.webp"] {
+        std::fs::remove_file(images.join(source)).unwrap();
+    }
+    std::fs::write(images.join("png_named.jpg"), &png).unwrap();
+    std::fs::write(images.join("cut.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(images.join("cut.jpg"), &jpeg[..jpeg.len() - 100]).unwrap();
+    std::fs::write(images.join("cut.webp"), &webp[..webp.len() - 8]).unwrap();
+    let mut flipped = png.clone();
+    let middle = png.len() / 2;
+    flipped[middle] ^= 0x55;
+    std::fs::write(images.join("crc.png"), &flipped).unwrap();
+    std::fs::write(images.join("text.jpg"), "not an image").unwrap();
+    // A PNG whose header declares 20000 × 20000 (400 M pixels) over 40 × 30 of data.
+    let mut huge = png.clone();
+    huge[16..24].copy_from_slice(&[0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20]);
+    let crc = crc32(&huge[12..29]);
+    huge[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(images.join("huge.png"), &huge).unwrap();
+    for name in ["good", "png_named", "cut", "crc", "text", "huge"] {
+        write(
+            &root.join("labels").join(format!("{name}.txt")),
+            "0 0.5 0.5 0.2 0.2\n",
+        );
+    }
+
+    let train = YoloDataset::from_yaml(&root.join("data.yaml"), "train").unwrap();
+    let kept: Vec<String> = train
+        .samples
+        .iter()
+        .map(|s| s.image.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, ["good.jpg", "good.png", "png_named.jpg"]);
+    let report: Vec<String> = train.problems.iter().map(|p| p.to_string()).collect();
+    let said = |file: &str, words: &str| {
+        assert!(
+            report
+                .iter()
+                .any(|r| r.contains(file) && r.contains("skipped") && r.contains(words)),
+            "{file}: {words:?} not in {report:#?}"
+        )
+    };
+    said("cut.png", "truncated PNG");
+    said("cut.jpg", "truncated JPEG");
+    said("cut.webp", "WebP");
+    said("crc.png", "CRC mismatch");
+    said("text.jpg", "cannot read image");
+    said("huge.png", "20000×20000");
+    assert_eq!(report.len(), 6, "{report:#?}");
+    for sample in &train.samples {
+        rtdetr::data::load_sample(sample, 32, None).unwrap();
+    }
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A 14000 × 14000 RGB PNG (588 MB of pixels, past the image crate's default 512 MiB cap) is
+/// read, as cv2 reads it.
+#[test]
+fn a_large_legitimate_png_is_read() {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.png");
+    let side = 14000u32;
+    let pixels = vec![90u8; (side * side * 3) as usize];
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    PngEncoder::new_with_quality(file, CompressionType::Fast, FilterType::NoFilter)
+        .write_image(&pixels, side, side, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    drop(pixels);
+    assert_eq!(rtdetr::image_io::verify_image(&path).unwrap(), (side, side));
+    let image = rtdetr::image_io::open_upright(&path).unwrap();
+    assert_eq!((image.width(), image.height()), (side, side));
 }

@@ -116,22 +116,16 @@ pub fn from_coco_json(json: &Path) -> Result<YoloDataset> {
             )));
             continue;
         }
-        let (w, h) = if im.width > 0 && im.height > 0 {
-            (im.width as f64, im.height as f64)
-        } else {
-            match crate::image_io::upright_dimensions(&path) {
-                Ok((w, h)) => (w as f64, h as f64),
-                Err(e) => {
-                    problems.push(Problem {
-                        path: path.clone(),
-                        line: None,
-                        message: match e {
-                            crate::Error::InFile { problem, .. } => problem.to_string(),
-                            e => e.to_string(),
-                        },
-                    });
-                    continue;
-                }
+        let (w, h) = match crate::image_io::verify_image(&path) {
+            Ok(_) if im.width > 0 && im.height > 0 => (im.width as f64, im.height as f64),
+            Ok((w, h)) => (w as f64, h as f64),
+            Err(e) => {
+                problems.push(Problem {
+                    path: path.clone(),
+                    line: None,
+                    message: format!("skipped: {}", e.without_file()),
+                });
+                continue;
             }
         };
         let mut labels: Vec<Label> = Vec::new();

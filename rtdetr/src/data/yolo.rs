@@ -98,6 +98,32 @@ pub struct Sample {
     pub labels: Vec<Label>,
 }
 
+/// The images that decode (checked in parallel with [`crate::image_io::verify_image`]), and a
+/// problem for each of the others.
+pub(crate) fn readable_images(images: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<Problem>) {
+    use rayon::prelude::*;
+    let checked: Vec<_> = images
+        .into_par_iter()
+        .map(|image| {
+            let verdict = crate::image_io::verify_image(&image);
+            (image, verdict)
+        })
+        .collect();
+    let mut readable = Vec::with_capacity(checked.len());
+    let mut problems = Vec::new();
+    for (image, verdict) in checked {
+        match verdict {
+            Ok(_) => readable.push(image),
+            Err(e) => problems.push(Problem {
+                message: format!("skipped: {}", e.without_file()),
+                path: image,
+                line: None,
+            }),
+        }
+    }
+    (readable, problems)
+}
+
 /// The usable images of one split, and what was wrong with the others.
 #[derive(Debug, Clone)]
 pub struct YoloDataset {
@@ -182,6 +208,8 @@ impl YoloDataset {
                 .in_file(yaml));
             }
         }
+        let (images, unreadable) = readable_images(images);
+        problems.extend(unreadable);
         let mut samples = Vec::with_capacity(images.len());
         for image in images {
             let labels_file = label_path(&image);
