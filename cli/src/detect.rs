@@ -7,7 +7,7 @@ use rtdetr::{Detection, Detector, DetectorOptions};
 use serde::Serialize;
 
 use crate::names::Names;
-use crate::{device, output, sources};
+use crate::{coco_ids, device, output, sources};
 
 /// Arguments of `rtdetr detect`.
 #[derive(clap::Args)]
@@ -59,6 +59,12 @@ pub struct Args {
     /// Write COCO results (image_id, category_id, bbox [x, y, w, h], score) to this file.
     #[arg(long)]
     save_coco: Option<PathBuf>,
+    /// With --save-coco, take the image and category ids from this dataset (a COCO
+    /// instances json, or a data.yaml's val split as `val --data` numbers it), so that `val`
+    /// can score the file. Without it: the stem when it is a number, else the stem as a string;
+    /// the class index.
+    #[arg(long, requires = "save_coco")]
+    data: Option<PathBuf>,
     /// Class names: a data.yaml, a JSON list or object, or one name per line (default: the
     /// weights' `names` metadata, else numbers).
     #[arg(long)]
@@ -90,7 +96,7 @@ pub struct JsonImage {
 #[derive(Debug, Serialize)]
 struct CocoResult {
     image_id: serde_json::Value,
-    category_id: usize,
+    category_id: u64,
     bbox: [f64; 4],
     score: f64,
 }
@@ -98,13 +104,6 @@ struct CocoResult {
 fn round(v: f32, digits: i32) -> f64 {
     let p = 10f64.powi(digits);
     (v as f64 * p).round() / p
-}
-
-fn coco_image_id(stem: &str) -> serde_json::Value {
-    match stem.parse::<u64>() {
-        Ok(id) => id.into(),
-        Err(_) => stem.into(),
-    }
 }
 
 /// `--names` as a list by class id (gaps named by their number), `None` without the flag.
@@ -187,6 +186,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..DetectorOptions::default()
     };
     let detector = Detector::from_file(&args.weights, options)?;
+    let ids = match &args.data {
+        Some(data) => {
+            let ids = coco_ids::DatasetIds::read(data)?;
+            ids.check_classes(detector.model().config().nc())?;
+            for path in &images {
+                ids.image(path)?;
+            }
+            Some(ids)
+        }
+        None => None,
+    };
     let imgsz = detector.imgsz();
     if let (Some(given), Some(trained)) = (args.imgsz, detector.stored_imgsz()) {
         if given != trained {
@@ -257,17 +267,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 output::write_atomic(&file, lines.as_bytes())?;
             }
             if args.save_coco.is_some() {
-                coco.extend(detections.iter().map(|d| CocoResult {
-                    image_id: coco_image_id(&stem),
-                    category_id: d.class_id,
-                    bbox: [
-                        round(d.bbox[0], 3),
-                        round(d.bbox[1], 3),
-                        round(d.bbox[2] - d.bbox[0], 3),
-                        round(d.bbox[3] - d.bbox[1], 3),
-                    ],
-                    score: round(d.score, 5),
-                }));
+                let image_id = match &ids {
+                    Some(ids) => ids.image(path)?.into(),
+                    None => coco_ids::stem_id(&stem),
+                };
+                for d in &detections {
+                    let category_id = match &ids {
+                        Some(ids) => ids.category(d.class_id)?,
+                        None => d.class_id as u64,
+                    };
+                    coco.push(CocoResult {
+                        image_id: image_id.clone(),
+                        category_id,
+                        bbox: [
+                            round(d.bbox[0], 3),
+                            round(d.bbox[1], 3),
+                            round(d.bbox[2] - d.bbox[0], 3),
+                            round(d.bbox[3] - d.bbox[1], 3),
+                        ],
+                        score: round(d.score, 5),
+                    });
+                }
             }
             let detections = detections
                 .into_iter()

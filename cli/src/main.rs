@@ -3,6 +3,7 @@
 mod allocator;
 mod bench;
 mod bench_train;
+mod coco_ids;
 mod convert;
 mod demo;
 mod detect;
@@ -12,6 +13,7 @@ mod info;
 mod names;
 mod output;
 mod peak;
+mod predictions;
 mod run_dir;
 mod sources;
 mod train;

@@ -2,7 +2,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rtdetr::coco::{evaluate, Dataset, Detection};
+use rtdetr::coco::{evaluate, Dataset};
 use serde::Serialize;
 
 use crate::output;
@@ -14,8 +14,9 @@ pub struct Args {
     /// Weights to evaluate on the dataset's val split.
     #[arg(long, requires = "data", conflicts_with_all = ["gt", "predictions"])]
     weights: Option<PathBuf>,
-    /// Dataset: an ultralytics data.yaml or a COCO instances_*.json (its val split).
-    #[arg(long, requires = "weights")]
+    /// Dataset: an ultralytics data.yaml or a COCO instances_*.json (its val split). With
+    /// --weights, the model is run on it; with --predictions, it is their ground truth.
+    #[arg(long, conflicts_with = "gt")]
     data: Option<PathBuf>,
     /// Validation size (a multiple of 32). Default: the size the weights were trained at (their
     /// `imgsz` metadata), else 640.
@@ -30,8 +31,9 @@ pub struct Args {
     /// COCO ground truth (`instances_*.json`).
     #[arg(long, requires = "predictions")]
     gt: Option<PathBuf>,
-    /// COCO results to evaluate (`[{image_id, category_id, bbox, score}]`, e.g. from `detect --save-coco`).
-    #[arg(long, requires = "gt")]
+    /// COCO results to evaluate (`[{image_id, category_id, bbox, score}]`, e.g. from `detect
+    /// --save-coco --data`) against --gt or --data.
+    #[arg(long)]
     predictions: Option<PathBuf>,
     /// Write the figures as JSON to this file.
     #[arg(long)]
@@ -82,6 +84,23 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow:
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text)
         .with_context(|| format!("{}: not a COCO {what} file", path.display()))
+}
+
+/// The ground truth of `data`'s val split: a COCO json as it is, a data.yaml numbered as
+/// `detect --data` numbers it.
+fn ground_truth(data: &Path) -> anyhow::Result<Dataset> {
+    if data
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        let split = rtdetr::data::split_file(data, "val");
+        return read_json(&split, "instances");
+    }
+    let split = rtdetr::data::open_split(data, "val")?;
+    for problem in &split.problems {
+        eprintln!("warning: {problem}");
+    }
+    Ok(rtdetr::data::coco_ground_truth(&split)?)
 }
 
 const NAMES: [&str; 12] = [
@@ -148,15 +167,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 validation.metrics,
             )
         }
-        (_, _, Some(gt_path), Some(predictions)) => {
-            let gt: Dataset = read_json(gt_path, "instances")?;
-            let dts: Vec<Detection> = read_json(predictions, "results")?;
+        (None, data, gt_path, Some(predictions)) => {
+            let gt = match (data, gt_path) {
+                (_, Some(gt_path)) => read_json(gt_path, "instances")?,
+                (Some(data), None) => ground_truth(data)?,
+                (None, None) => anyhow::bail!("--predictions needs a ground truth: --gt or --data"),
+            };
+            let dts = crate::predictions::read(predictions, &gt)?;
             let summary = evaluate(&gt, &dts)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", predictions.display()))?;
             let metrics = rtdetr::val_metrics::from_coco(&gt, &dts);
             (gt, summary, metrics)
         }
-        _ => anyhow::bail!("give --weights and --data, or --gt and --predictions"),
+        _ => anyhow::bail!("give --weights and --data, or --predictions with --gt or --data"),
     };
     let name_of = |id: u64| {
         gt.categories

@@ -80,8 +80,7 @@ pub fn validate(detector: &Detector, samples: &[Sample], batch: usize) -> Result
                 .collect();
             table.add_image(&dets, &targets);
             for label in &sample.labels {
-                let [cx, cy, bw, bh] = label.bbox.map(f64::from);
-                let bbox = [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, bw * w, bh * h];
+                let bbox = label.coco_bbox(w, h);
                 let ann = coco::Annotation {
                     id: gt.annotations.len() as u64 + 1,
                     image_id: id,

@@ -5,6 +5,7 @@
 mod augment;
 mod coco_json;
 pub mod geometry;
+mod ground_truth;
 mod labels;
 mod loader;
 mod synthetic;
@@ -12,6 +13,7 @@ mod yolo;
 
 pub use augment::{augment, Augment};
 pub use coco_json::{from_coco_json, image_folder, open_split, split_file};
+pub use ground_truth::coco_ground_truth;
 pub use labels::{parse_labels, Label, Problem};
 pub use loader::{load_augmented, load_sample, mix_seed, spawn_epoch, Batch, Loaded};
 pub use synthetic::write_dataset;
