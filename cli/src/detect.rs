@@ -120,9 +120,7 @@ fn class_names(args: &Args) -> anyhow::Result<Option<Vec<String>>> {
 fn unique_stem(source: &Path, taken: &mut HashSet<String>) -> String {
     let stem = source
         .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("image")
-        .to_string();
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
     let mut candidate = stem.clone();
     let mut n = 1;
     while !taken.insert(candidate.clone()) {

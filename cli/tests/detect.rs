@@ -447,3 +447,36 @@ fn runs_number_their_folders_and_same_named_images_get_unique_stems() {
         .collect();
     assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["bus", "bus_1"]);
 }
+
+/// Outputs of an image whose name is not UTF-8 keep its name (lossily), not `image.*`.
+#[cfg(unix)]
+#[test]
+fn names_that_are_not_utf8_keep_their_stem() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+    copy_image(&dir.path().join("in").join(odd));
+    let run = Command::new(env!("CARGO_BIN_EXE_rtdetr"))
+        .current_dir(dir.path())
+        .args([
+            "detect",
+            "in",
+            "--save-txt",
+            "--imgsz",
+            "256",
+            "--device",
+            "cpu",
+        ])
+        .args(["--save-dir", "out", "--weights"])
+        .arg(data("detector_tiny.weights.safetensors"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = dir.path().join("out");
+    assert!(out.join("caf\u{FFFD}.png").is_file());
+    assert!(out.join("labels/caf\u{FFFD}.txt").is_file());
+}

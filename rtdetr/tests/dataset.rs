@@ -91,6 +91,67 @@ fn label_paths() {
         label_path(Path::new(&image)),
         Path::new(&format!("{sep}d{sep}labels{sep}train{sep}x.txt"))
     );
+    // Relative paths, the last `images` folder, and a file itself called `images.jpg`.
+    assert_eq!(
+        label_path(Path::new("images/train/x.jpg")),
+        Path::new("labels/train/x.txt")
+    );
+    assert_eq!(
+        label_path(Path::new("images/a/images/x.png")),
+        Path::new("images/a/labels/x.txt")
+    );
+    assert_eq!(
+        label_path(Path::new("images/images.jpg")),
+        Path::new("labels/images.txt")
+    );
+}
+
+/// A name that is not UTF-8 keeps its labels; two images sharing a stem (and so one label
+/// file) are both skipped with a problem naming them, not trained on one another's boxes.
+#[cfg(unix)]
+#[test]
+fn odd_names_keep_their_labels() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        &root.join("data.yaml"),
+        "train: images\nval: images\nnames: [thing]\n",
+    );
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let mut image = root.join("images").join(odd);
+    image.set_extension("png");
+    save_image(&image, 16, 16);
+    let mut labels = root.join("labels").join(odd);
+    labels.set_extension("txt");
+    write(&labels, "0 0.5 0.5 0.2 0.2\n");
+    save_image(&root.join("images/twin.png"), 16, 16);
+    save_image(&root.join("images/twin.jpg"), 16, 16);
+    write(&root.join("labels/twin.txt"), "0 0.5 0.5 0.2 0.2\n");
+    save_image(&root.join("images/bg.png"), 16, 16);
+    save_image(&root.join("images/bg.jpg"), 16, 16);
+
+    let train = YoloDataset::from_yaml(&root.join("data.yaml"), "train").unwrap();
+    let odd_sample = train.samples.iter().find(|s| s.image == image).unwrap();
+    assert_eq!(
+        odd_sample.labels.len(),
+        1,
+        "the non-UTF-8 name lost its label"
+    );
+    assert_eq!(train.samples.len(), 3, "{:?}", train.samples);
+    assert_eq!(
+        train.backgrounds(),
+        2,
+        "two label-less images may share a stem"
+    );
+    let report: Vec<String> = train.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(report.len(), 2, "{report:#?}");
+    assert!(
+        report
+            .iter()
+            .all(|r| r.contains("twin.jpg, ") && r.contains("labels/twin.txt")),
+        "{report:#?}"
+    );
 }
 
 #[test]
@@ -257,8 +318,8 @@ fn broken_images_are_skipped_at_the_scan() {
         "train: images\nval: images\nnames: [thing]\n",
     );
     let images = root.join("images");
-    save_image(&images.join("good.jpg"), 40, 30);
-    save_image(&images.join("good.png"), 40, 30);
+    save_image(&images.join("good1.jpg"), 40, 30);
+    save_image(&images.join("good2.png"), 40, 30);
     save_image(&images.join("source.png"), 40, 30);
     save_image(&images.join("source.jpg"), 40, 30);
     save_image(&images.join("source.webp"), 40, 30);
@@ -283,7 +344,7 @@ fn broken_images_are_skipped_at_the_scan() {
     let crc = crc32(&huge[12..29]);
     huge[29..33].copy_from_slice(&crc.to_be_bytes());
     std::fs::write(images.join("huge.png"), &huge).unwrap();
-    for name in ["good", "png_named", "cut", "crc", "text", "huge"] {
+    for name in ["good1", "good2", "png_named", "cut", "crc", "text", "huge"] {
         write(
             &root.join("labels").join(format!("{name}.txt")),
             "0 0.5 0.5 0.2 0.2\n",
@@ -296,7 +357,7 @@ fn broken_images_are_skipped_at_the_scan() {
         .iter()
         .map(|s| s.image.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(kept, ["good.jpg", "good.png", "png_named.jpg"]);
+    assert_eq!(kept, ["good1.jpg", "good2.png", "png_named.jpg"]);
     let report: Vec<String> = train.problems.iter().map(|p| p.to_string()).collect();
     let said = |file: &str, words: &str| {
         assert!(

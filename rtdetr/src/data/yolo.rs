@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -77,16 +77,28 @@ impl DataYaml {
     }
 }
 
-/// `img2label_paths`: the label file of an image, `.../images/x.jpg` → `.../labels/x.txt`.
+/// `img2label_paths`: the label file of an image, `.../images/x.jpg` → `.../labels/x.txt` (the
+/// last folder named `images` becomes `labels`). Works on the path's components, so a name that
+/// is not UTF-8 keeps its label file.
 pub fn label_path(image: &Path) -> PathBuf {
-    let s = image.to_string_lossy();
-    let sep = std::path::MAIN_SEPARATOR;
-    let (from, to) = (format!("{sep}images{sep}"), format!("{sep}labels{sep}"));
-    let replaced = match s.rfind(&from) {
-        Some(i) => format!("{}{}{}", &s[..i], to, &s[i + from.len()..]),
-        None => s.to_string(),
-    };
-    Path::new(&replaced).with_extension("txt")
+    let parts: Vec<_> = image.components().collect();
+    let folders = parts.len().saturating_sub(1);
+    let images = parts[..folders]
+        .iter()
+        .rposition(|c| c.as_os_str() == "images");
+    let mut out: PathBuf = parts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if Some(i) == images {
+                std::ffi::OsStr::new("labels")
+            } else {
+                c.as_os_str()
+            }
+        })
+        .collect();
+    out.set_extension("txt");
+    out
 }
 
 /// An image and its boxes.
@@ -210,9 +222,30 @@ impl YoloDataset {
         }
         let (images, unreadable) = readable_images(images);
         problems.extend(unreadable);
+        let mut sharing: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
+        for image in &images {
+            sharing
+                .entry(label_path(image))
+                .or_default()
+                .push(image.clone());
+        }
         let mut samples = Vec::with_capacity(images.len());
         for image in images {
             let labels_file = label_path(&image);
+            let others = &sharing[&labels_file];
+            if others.len() > 1 && labels_file.is_file() {
+                let names: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
+                problems.push(Problem {
+                    path: image,
+                    line: None,
+                    message: format!(
+                        "skipped: {} are all labelled by {}; rename all but one",
+                        names.join(", "),
+                        labels_file.display()
+                    ),
+                });
+                continue;
+            }
             let text = match std::fs::read_to_string(&labels_file) {
                 Ok(t) => t,
                 // No label file: a background image.
