@@ -418,3 +418,45 @@ fn ema_module_of_a_training_checkpoint() {
     assert_eq!(meta["names"], r#"{"0":"a","1":"b"}"#);
     assert_eq!(meta["imgsz"], "64");
 }
+
+/// A safetensors header that names a tensor twice (a viewer sees one, a loader another) is
+/// refused by `convert` and by `detect`.
+#[test]
+fn a_tensor_declared_twice_is_refused() {
+    let bytes = std::fs::read(data("detector_tiny.weights.safetensors")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + len]).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(header).unwrap();
+    let (name, entry) = parsed
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.ends_with("dec_score_head.0.bias"))
+        .unwrap();
+    let twice = format!("{{\"{name}\":{entry},{}", &header[1..]);
+    let padded = format!("{twice:<width$}", width = twice.len().div_ceil(8) * 8);
+    let mut file = (padded.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(padded.as_bytes());
+    file.extend_from_slice(&bytes[8 + len..]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twice.safetensors");
+    std::fs::write(&path, file).unwrap();
+    std::fs::copy(data("detect/e2e.png"), dir.path().join("x.png")).unwrap();
+    for args in [
+        vec!["convert", path.to_str().unwrap(), "-o", "out.safetensors"],
+        vec!["detect", "x.png", "--weights", path.to_str().unwrap()],
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_rtdetr"))
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("is declared twice") && stderr.contains("twice.safetensors"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!dir.path().join("out.safetensors").exists());
+    }
+}

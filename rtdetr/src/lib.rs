@@ -82,6 +82,7 @@ pub mod postprocess;
 pub mod preprocess;
 #[cfg(feature = "train")]
 pub mod train;
+mod unique_keys;
 pub mod val_metrics;
 mod variant;
 

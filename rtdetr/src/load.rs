@@ -141,6 +141,7 @@ pub type Shapes = BTreeMap<String, Vec<usize>>;
 /// The shape of every tensor in a safetensors buffer (its header only).
 pub fn tensor_shapes(bytes: &[u8]) -> crate::Result<Shapes> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(weights)?;
+    crate::unique_keys::check_unique_keys(bytes).map_err(weights)?;
     Ok(header
         .tensors()
         .into_iter()

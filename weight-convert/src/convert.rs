@@ -399,6 +399,8 @@ fn read_safetensors(bytes: &[u8]) -> Result<Read> {
     use safetensors::Dtype;
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::Malformed(format!("safetensors: {e}")))?;
+    crate::unique_keys::check_unique_keys(bytes)
+        .map_err(|e| Error::Malformed(format!("safetensors: {e}")))?;
     let mut names = Vec::new();
     let mut tensors = Vec::new();
     let mut list = st.tensors();

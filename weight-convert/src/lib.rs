@@ -31,6 +31,7 @@ pub mod rename;
 pub mod timm;
 pub mod torch;
 pub mod torchvision;
+mod unique_keys;
 pub mod zip;
 
 pub use convert::{convert_bytes, convert_file, sniff, Container, Converted, Options, Source};
