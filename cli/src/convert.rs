@@ -27,7 +27,8 @@ pub struct Args {
     /// Class count to check against, when it cannot be told from the tensors.
     #[arg(long)]
     nc: Option<usize>,
-    /// A model configuration JSON (as stored in `rtdetr_config` metadata) for custom sizes.
+    /// A model configuration JSON (as stored in `rtdetr_config` metadata) for custom sizes
+    /// (default: a safetensors input's own `rtdetr_config`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Prepended to every key, e.g. `model.0.` to merge a converted backbone into a detector.
@@ -113,6 +114,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: not a model configuration", path.display()))
         })
         .transpose()?;
+    let stored = converted
+        .metadata
+        .get(CONFIG_KEY)
+        .map(|json| serde_json::from_str::<ModelConfig>(json))
+        .transpose()
+        .with_context(|| {
+            format!(
+                "{}: metadata {CONFIG_KEY} is not a model configuration",
+                input.display()
+            )
+        })?;
+    let config = config.or(stored);
     let checked = check(&shapes, &args.prefix, config, args.variant, args.nc)
         .map_err(|e| anyhow::anyhow!("{}: converted, but {e:#}", input.display()))?;
     let dtype = match args.dtype {

@@ -460,3 +460,23 @@ fn a_tensor_declared_twice_is_refused() {
         assert!(!dir.path().join("out.safetensors").exists());
     }
 }
+
+/// Converting a safetensors detector (e.g. to f16) keeps its class names and image size.
+#[test]
+fn safetensors_input_keeps_names_and_imgsz() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = data("detector_tiny.weights.safetensors");
+    let before = rtdetr::read_metadata(&input).unwrap();
+    assert!(before.contains_key("names"));
+    let out = dir.path().join("half.safetensors");
+    ok(&convert(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--dtype",
+        "f16",
+    ]));
+    let after = rtdetr::read_metadata(&out).unwrap();
+    assert_eq!(after.get("names"), before.get("names"));
+    assert_eq!(after.get("imgsz"), before.get("imgsz"));
+}

@@ -426,9 +426,21 @@ fn read_safetensors(bytes: &[u8]) -> Result<Read> {
         tensors.push(to_tensor(elem, false, false, view.shape(), view.data())?);
         names.push(name);
     }
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::Malformed(format!("safetensors: {e}")))?;
+    let metadata = header
+        .metadata()
+        .iter()
+        .flatten()
+        .filter(|(k, _)| KEPT_METADATA.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(Read {
         names,
         tensors,
-        metadata: BTreeMap::new(),
+        metadata,
     })
 }
+
+/// The metadata a safetensors input keeps through conversion: what the detector reads.
+const KEPT_METADATA: [&str; 3] = ["names", "imgsz", "rtdetr_config"];
