@@ -68,7 +68,9 @@ impl Names {
     /// list or mapping on its own, parsed as YAML.
     pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
         use serde_yaml_ng::Value;
-        let doc: Value = serde_yaml_ng::from_str(text).context("not YAML")?;
+        let doc: Value = rtdetr::data::parse_yaml(text)
+            .map_err(anyhow::Error::msg)
+            .context("not YAML")?;
         let table = match &doc {
             Value::Mapping(m) => m.get("names").unwrap_or(&doc),
             _ => &doc,

@@ -9,6 +9,7 @@ mod ground_truth;
 mod labels;
 mod loader;
 mod synthetic;
+mod yaml;
 mod yolo;
 
 pub use augment::{augment, Augment};
@@ -17,4 +18,5 @@ pub use ground_truth::coco_ground_truth;
 pub use labels::{parse_labels, Label, Problem};
 pub use loader::{load_augmented, load_sample, mix_seed, spawn_epoch, Batch, Loaded};
 pub use synthetic::write_dataset;
+pub use yaml::{flow_depth, parse_yaml, MAX_YAML_BYTES, MAX_YAML_DEPTH};
 pub use yolo::{label_path, DataYaml, Sample, Split, YoloDataset};

@@ -48,7 +48,7 @@ impl DataYaml {
     /// Reads and parses a data.yaml, naming the file on error.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::from(e).in_file(path))?;
-        serde_yaml_ng::from_str(&text)
+        crate::data::parse_yaml(&text)
             .map_err(|e| Error::Data(format!("not a dataset yaml: {e}")).in_file(path))
     }
 
