@@ -280,12 +280,54 @@ impl RtDetr {
                 report,
             });
         }
+        non_finite(&bytes).map_err(|message| LoadError::Format {
+            path: path.into(),
+            message,
+        })?;
         let vb =
             VarBuilder::from_buffered_safetensors(bytes, dtype, device).map_err(candle_error)?;
         let mut model = RtDetr::new(cfg, vb).map_err(candle_error)?;
         model.set_fused(true).map_err(candle_error)?;
         Ok(model)
     }
+}
+
+/// Refuses weights holding NaN or infinite values (a diverged run saved as best, a broken
+/// conversion): such a model detects nothing, silently.
+fn non_finite(bytes: &[u8]) -> Result<(), String> {
+    use safetensors::Dtype;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let mut bad: Vec<String> = Vec::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let finite = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .all(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7F80_0000 != 0x7F80_0000),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7C00 != 0x7C00),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7F80 != 0x7F80),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .all(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()).is_finite()),
+            _ => true,
+        };
+        if !finite {
+            bad.push(name);
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    bad.sort();
+    Err(format!(
+        "{} tensors hold NaN or infinite values (first: {}); such weights detect nothing",
+        bad.len(),
+        bad[0]
+    ))
 }
 
 /// Metadata key of a JSON [`ModelConfig`] stored beside the weights (custom sizes).

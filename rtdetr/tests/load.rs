@@ -110,3 +110,34 @@ fn variant_and_class_count_are_inferred_from_shapes() {
         .to_string();
     assert!(err.contains("model.19.enc_score_head.weight"), "{err}");
 }
+
+/// Weights holding NaN (a diverged run) or infinities are refused with the tensor named, in f32
+/// and f16, rather than loading into a model that detects nothing.
+#[test]
+fn non_finite_weights_are_refused() {
+    let name = "model.19.dec_score_head.0.bias";
+    for (value, dtype) in [(f32::NAN, DType::F32), (f32::INFINITY, DType::F16)] {
+        let mut tensors = tiny_weights();
+        let t = &tensors[name];
+        let poisoned = Tensor::full(value, t.shape(), &Device::Cpu).unwrap();
+        tensors.insert(name.into(), poisoned);
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, t)| {
+                (
+                    k,
+                    if t.dtype() == DType::F32 {
+                        t.to_dtype(dtype).unwrap()
+                    } else {
+                        t
+                    },
+                )
+            })
+            .collect();
+        let error = load_error(&tensors);
+        assert!(
+            error.contains("1 tensors hold NaN or infinite values") && error.contains(name),
+            "{error}"
+        );
+    }
+}
