@@ -283,3 +283,40 @@ fn results_fields_are_checked_one_by_one() {
         );
     }
 }
+
+/// Weights of 3 classes on a dataset of 2 are refused, not scored.
+#[test]
+fn weights_and_dataset_must_agree_on_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    std::fs::copy(
+        fixtures::data_dir().join("detect/e2e.png"),
+        root.join("images/a.png"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("data.yaml"),
+        "train: images\nval: images\nnames: [a, b]\n",
+    )
+    .unwrap();
+    let weights = fixtures::data_dir().join("detector_tiny.weights.safetensors");
+    let run = rtdetr(
+        root,
+        &[
+            "val",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--data",
+            "data.yaml",
+            "--device",
+            "cpu",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("the weights have 3 classes, the dataset 2"),
+        "{stderr}"
+    );
+}
