@@ -338,13 +338,35 @@ fn broken_images_are_skipped_at_the_scan() {
     flipped[middle] ^= 0x55;
     std::fs::write(images.join("crc.png"), &flipped).unwrap();
     std::fs::write(images.join("text.jpg"), "not an image").unwrap();
+    // A whole JPEG whose second DC Huffman table is renumbered: the header reads, the scan cannot
+    // be decoded (found by rtdetr/tests/robustness.rs).
+    let mut tables = std::fs::read(fixtures::data_dir().join("fuzz/8x8.jpg")).unwrap();
+    let dht: Vec<usize> = (0..tables.len() - 1)
+        .filter(|&i| tables[i..i + 2] == [0xFF, 0xC4])
+        .collect();
+    let second_dc = dht
+        .iter()
+        .map(|&i| i + 4)
+        .find(|&i| tables[i] == 0x01)
+        .unwrap();
+    tables[second_dc] = 0x03;
+    std::fs::write(images.join("tables.jpg"), &tables).unwrap();
     // A PNG whose header declares 20000 × 20000 (400 M pixels) over 40 × 30 of data.
     let mut huge = png.clone();
     huge[16..24].copy_from_slice(&[0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20]);
     let crc = crc32(&huge[12..29]);
     huge[29..33].copy_from_slice(&crc.to_be_bytes());
     std::fs::write(images.join("huge.png"), &huge).unwrap();
-    for name in ["good1", "good2", "png_named", "cut", "crc", "text", "huge"] {
+    for name in [
+        "good1",
+        "good2",
+        "png_named",
+        "cut",
+        "crc",
+        "text",
+        "tables",
+        "huge",
+    ] {
         write(
             &root.join("labels").join(format!("{name}.txt")),
             "0 0.5 0.5 0.2 0.2\n",
@@ -373,7 +395,8 @@ fn broken_images_are_skipped_at_the_scan() {
     said("crc.png", "CRC error");
     said("text.jpg", "cannot read image");
     said("huge.png", "20000×20000");
-    assert_eq!(report.len(), 6, "{report:#?}");
+    said("tables.jpg", "cannot read image");
+    assert_eq!(report.len(), 7, "{report:#?}");
     for sample in &train.samples {
         rtdetr::data::load_sample(sample, 32, None).unwrap();
     }
