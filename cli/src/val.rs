@@ -149,15 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             let validation = rtdetr::validate(&detector, &val.samples, args.batch)?;
-            let categories = val
-                .names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| rtdetr::coco::Category {
-                    id: i as u64,
-                    name: n.clone(),
-                })
-                .collect();
+            let categories = rtdetr::coco::Category::numbered(&val.names);
             (
                 Dataset {
                     categories,

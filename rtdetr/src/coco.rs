@@ -51,6 +51,20 @@ pub struct Category {
     pub name: String,
 }
 
+impl Category {
+    /// One category per class name, class `i` as category id `i`.
+    pub fn numbered(names: &[String]) -> Vec<Category> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Category {
+                id: i as u64,
+                name: n.clone(),
+            })
+            .collect()
+    }
+}
+
 /// A COCO `instances_*.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Dataset {

@@ -27,15 +27,7 @@ pub fn evaluate(detector: &Detector, samples: &[Sample], batch: usize) -> Result
 pub fn validate(detector: &Detector, samples: &[Sample], batch: usize) -> Result<Validation> {
     let mut table = Accumulator::new();
     let mut gt = coco::Dataset {
-        categories: detector
-            .names()
-            .iter()
-            .enumerate()
-            .map(|(i, n)| coco::Category {
-                id: i as u64,
-                name: n.clone(),
-            })
-            .collect(),
+        categories: coco::Category::numbered(detector.names()),
         ..coco::Dataset::default()
     };
     let mut detections = Vec::new();

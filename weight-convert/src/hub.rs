@@ -203,15 +203,18 @@ fn link_snapshot(blob: &Path, snapshot: &Path, file: &str) -> Result<()> {
     if fs::symlink_metadata(snapshot).is_ok() {
         fs::remove_file(snapshot)?;
     }
-    let up = "../".repeat(1 + file.split('/').count());
-    let target = Path::new(&up)
-        .join("blobs")
-        .join(blob.file_name().unwrap_or_default());
     #[cfg(unix)]
-    if std::os::unix::fs::symlink(&target, snapshot).is_ok() {
-        return Ok(());
+    {
+        let up = "../".repeat(1 + file.split('/').count());
+        let target = Path::new(&up)
+            .join("blobs")
+            .join(blob.file_name().unwrap_or_default());
+        if std::os::unix::fs::symlink(&target, snapshot).is_ok() {
+            return Ok(());
+        }
     }
-    let _ = target;
+    #[cfg(not(unix))]
+    let _ = file;
     fs::copy(blob, snapshot)?;
     Ok(())
 }

@@ -104,10 +104,21 @@ pub fn from_coco_json(json: &Path) -> Result<YoloDataset> {
             )));
         }
     }
+    // Every listed image is decoded once; in parallel, as the YOLO scan does.
+    let verdicts: Vec<_> = {
+        use rayon::prelude::*;
+        data.images
+            .par_iter()
+            .map(|im| {
+                let path = folder.join(&im.file_name);
+                path.is_file().then(|| crate::image_io::verify_image(&path))
+            })
+            .collect()
+    };
     let mut samples = Vec::with_capacity(data.images.len());
-    for im in &data.images {
+    for (im, verdict) in data.images.iter().zip(verdicts) {
         let path = folder.join(&im.file_name);
-        if !path.is_file() {
+        let Some(verdict) = verdict else {
             problems.push(problem(format!(
                 "image {} ({}): missing file {}",
                 im.id,
@@ -115,8 +126,8 @@ pub fn from_coco_json(json: &Path) -> Result<YoloDataset> {
                 path.display()
             )));
             continue;
-        }
-        let (w, h) = match crate::image_io::verify_image(&path) {
+        };
+        let (w, h) = match verdict {
             Ok(_) if im.width > 0 && im.height > 0 => (im.width as f64, im.height as f64),
             Ok((w, h)) => (w as f64, h as f64),
             Err(e) => {

@@ -23,15 +23,7 @@ impl Label {
 /// The COCO ground truth of `split` (image sizes read from the image headers).
 pub fn coco_ground_truth(split: &YoloDataset) -> Result<coco::Dataset> {
     let mut gt = coco::Dataset {
-        categories: split
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| coco::Category {
-                id: i as u64,
-                name: n.clone(),
-            })
-            .collect(),
+        categories: coco::Category::numbered(&split.names),
         ..coco::Dataset::default()
     };
     for (i, sample) in split.samples.iter().enumerate() {

@@ -47,10 +47,19 @@ fn bad(path: &Path, e: image::ImageError) -> Error {
 }
 
 fn decoder(path: &Path) -> Result<(impl ImageDecoder, Orientation)> {
-    let mut reader = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .map_err(|e| Error::from(e).in_file(path))?
         .with_guessed_format()
         .map_err(|e| Error::from(e).in_file(path))?;
+    bounded_decoder(reader, path)
+}
+
+/// The decoder of `reader` (its format already told), within [`MAX_IMAGE_PIXELS`], and the EXIF
+/// orientation; `path` names the file in errors.
+fn bounded_decoder<R: std::io::BufRead + std::io::Seek + 'static>(
+    mut reader: ImageReader<R>,
+    path: &Path,
+) -> Result<(impl ImageDecoder, Orientation)> {
     let mut limits = image::Limits::no_limits();
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
     reader.limits(limits);

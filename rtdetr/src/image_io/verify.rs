@@ -3,27 +3,29 @@
 //! valid over tables or data that are not), and a JPEG must also end its last scan with an end
 //! marker, since JPEG decoders fill a truncated scan with grey rather than fail.
 
+use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
 
-use super::open_upright;
+use super::{bad, bounded_decoder};
 use crate::{Error, Result};
 
 /// The upright `(width, height)` of the image at `path` once it is known to decode: the format is
 /// told from the content (a `.jpg` holding a PNG is read as a PNG), the size must be within
-/// [`super::MAX_IMAGE_PIXELS`], and a JPEG must be complete.
+/// [`super::MAX_IMAGE_PIXELS`], and a JPEG must be complete. The file is read once.
 pub fn verify_image(path: impl AsRef<Path>) -> Result<(u32, u32)> {
     let path = path.as_ref();
-    let image: DynamicImage = open_upright(path)?;
-    let format = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .map_err(|e| Error::from(e).in_file(path))?
-        .format();
-    if format == Some(ImageFormat::Jpeg) {
-        let bytes = std::fs::read(path).map_err(|e| Error::from(e).in_file(path))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::from(e).in_file(path))?;
+    if image::guess_format(&bytes).ok() == Some(ImageFormat::Jpeg) {
         jpeg_is_whole(&bytes).map_err(|problem| Error::Data(problem).in_file(path))?;
     }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::from(e).in_file(path))?;
+    let (decoder, orientation) = bounded_decoder(reader, path)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| bad(path, e))?;
+    image.apply_orientation(orientation);
     Ok((image.width(), image.height()))
 }
 
