@@ -8,6 +8,7 @@ mod convert;
 mod demo;
 mod detect;
 mod device;
+mod export;
 mod flags;
 mod info;
 mod names;
@@ -45,6 +46,8 @@ enum Command {
     /// Convert weights (ultralytics .pt, state dicts, official EfficientNetV2 .npy, timm,
     /// torchvision, or a Hugging Face Hub download) to safetensors with this model's keys.
     Convert(convert::Args),
+    /// Export weights to ONNX (ultralytics' RT-DETR export contract).
+    Export(export::Args),
     /// Evaluate COCO results against a COCO ground truth (mAP50-95, mAP50, per-class AP).
     Val(val::Args),
 }
@@ -98,5 +101,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(args),
         Command::Val(args) => val::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args),
     }
 }

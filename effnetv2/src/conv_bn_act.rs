@@ -1,6 +1,7 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
+use rtdetr_onnx::GraphBuilder;
 use rtdetr_ops::{conv2d, conv2d_bias_act, pointwise_per_image_bias_act, BatchNorm2d};
 
 /// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
@@ -88,6 +89,27 @@ impl ConvBnAct {
             .reshape((1, c_out, c_in))?
             .broadcast_mul(&gate.reshape((b, 1, c_in))?)?;
         pointwise_per_image_bias_act(xs, &weights, bias, self.silu).map(Some)
+    }
+
+    /// The stride.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The evaluation-mode layer as ONNX nodes (the batch norm folded): `Conv` and, with SiLU,
+    /// `Sigmoid` and `Mul`.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, scope: &str, xs: &str) -> Result<String> {
+        let (weight, bias) = self.folded()?;
+        let geometry = (self.stride, self.padding(), self.groups);
+        let ys = g.conv(
+            scope,
+            xs,
+            (&weight, &bias),
+            geometry.0,
+            geometry.1,
+            geometry.2,
+        )?;
+        Ok(if self.silu { g.silu(scope, &ys) } else { ys })
     }
 
     /// Folds the batch norm into the convolution for evaluation (`true`), or goes back to

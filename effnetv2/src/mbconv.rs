@@ -1,5 +1,6 @@
 use candle::{Module, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 use rtdetr_ops::SplitMix64;
 
 use crate::{ConvBnAct, MbConvConfig, SqueezeExcite, StochasticDepth};
@@ -127,6 +128,45 @@ impl MbConv {
                 point_wise.set_fused(fused)
             }
         }
+    }
+
+    /// The block's stride (that of its first spatial convolution).
+    pub fn stride(&self) -> usize {
+        match &self.body {
+            Body::Single { fused } | Body::Fused { fused, .. } => fused.stride(),
+            Body::Inverted { depth_wise, .. } => depth_wise.stride(),
+        }
+    }
+
+    /// The evaluation-mode block as ONNX nodes; `scope` is its state_dict prefix.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, scope: &str, xs: &str) -> Result<String> {
+        let at = |name: &str| format!("{scope}.block.{name}");
+        let ys = match &self.body {
+            Body::Single { fused } => fused.to_onnx(g, &at("fused"), xs)?,
+            Body::Fused {
+                fused,
+                fused_point_wise,
+            } => {
+                let ys = fused.to_onnx(g, &at("fused"), xs)?;
+                fused_point_wise.to_onnx(g, &at("fused_point_wise"), &ys)?
+            }
+            Body::Inverted {
+                linear_bottleneck,
+                depth_wise,
+                se,
+                point_wise,
+            } => {
+                let ys = linear_bottleneck.to_onnx(g, &at("linear_bottleneck"), xs)?;
+                let ys = depth_wise.to_onnx(g, &at("depth_wise"), &ys)?;
+                let ys = se.to_onnx(g, &at("se"), &ys)?;
+                point_wise.to_onnx(g, &at("point_wise"), &ys)?
+            }
+        };
+        Ok(if self.skip {
+            g.node(scope, "Add", &[xs, &ys], vec![])
+        } else {
+            ys
+        })
     }
 
     /// Whether the block adds its input back.

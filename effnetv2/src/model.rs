@@ -1,5 +1,6 @@
 use candle::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 use rtdetr_ops::SplitMix64;
 
 use crate::{Config, ConvBnAct, MbConv};
@@ -59,6 +60,32 @@ impl EfficientNetV2 {
         for block in &self.blocks {
             xs = block.forward_t(&xs, train)?;
             let size = (xs.dim(2)?, xs.dim(3)?);
+            match by_size.iter_mut().find(|(s, _)| *s == size) {
+                Some(entry) => entry.1 = xs.clone(),
+                None => by_size.push((size, xs.clone())),
+            }
+        }
+        let skip = by_size.len().saturating_sub(4);
+        Ok(by_size.into_iter().skip(skip).map(|(_, map)| map).collect())
+    }
+
+    /// The evaluation-mode backbone as ONNX nodes for `[N, 3, height, width]` input: the same four
+    /// maps as [`EfficientNetV2::forward_t`], chosen from the block strides (the sizes are fixed
+    /// when the graph is written). `scope` is the module's state_dict prefix (`model.0`).
+    pub fn to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        xs: &str,
+        (height, width): (usize, usize),
+    ) -> Result<Vec<String>> {
+        let down = |(h, w): (usize, usize), s: usize| (h.div_ceil(s), w.div_ceil(s));
+        let mut size = down((height, width), self.stem.stride());
+        let mut xs = self.stem.to_onnx(g, &format!("{scope}.stem"), xs)?;
+        let mut by_size: Vec<((usize, usize), String)> = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            xs = block.to_onnx(g, &format!("{scope}.blocks.{i}"), &xs)?;
+            size = down(size, block.stride());
             match by_size.iter_mut().find(|(s, _)| *s == size) {
                 Some(entry) => entry.1 = xs.clone(),
                 None => by_size.push((size, xs.clone())),

@@ -1,5 +1,6 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, Module, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 
 /// The seed's `SEUnit`: global average pool, 1×1 conv `fc1` (bias) → SiLU → 1×1 conv `fc2` (bias)
 /// → sigmoid, and the input scaled by the result.
@@ -49,6 +50,29 @@ impl SqueezeExcite {
         let pooled = xs.mean((2, 3))?;
         let hidden = linear(&pooled, &self.fc1)?.silu()?;
         candle_nn::ops::sigmoid(&linear(&hidden, &self.fc2)?)
+    }
+}
+
+impl SqueezeExcite {
+    /// As ONNX nodes: `GlobalAveragePool`, two 1×1 `Conv`s with SiLU and sigmoid, and the `Mul`.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, scope: &str, xs: &str) -> Result<String> {
+        let pooled = g.node(scope, "GlobalAveragePool", &[xs], vec![]);
+        let conv = |g: &mut GraphBuilder, name: &str, x: &str, (w, b): &(Tensor, Tensor)| {
+            let (o, i) = w.dims2()?;
+            g.conv(
+                &format!("{scope}.{name}"),
+                x,
+                (&w.reshape((o, i, 1, 1))?, b),
+                1,
+                0,
+                1,
+            )
+        };
+        let hidden = conv(g, "fc1", &pooled, &self.fc1)?;
+        let hidden = g.silu(&format!("{scope}.fc1"), &hidden);
+        let gate = conv(g, "fc2", &hidden, &self.fc2)?;
+        let gate = g.node(&format!("{scope}.fc2"), "Sigmoid", &[&gate], vec![]);
+        Ok(g.node(scope, "Mul", &[xs, &gate], vec![]))
     }
 }
 

@@ -1,5 +1,7 @@
 use candle::{Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
+use rtdetr_onnx::graph::attr_int;
+use rtdetr_onnx::{GraphBuilder, Sampler};
 use rtdetr_ops::{topk, BatchNorm2d, LayerNorm};
 
 use crate::{generate_anchors, inverse_sigmoid, DecoderConfig, DecoderLayer, Mlp};
@@ -369,5 +371,116 @@ impl RtDetrDecoder {
             logits,
             queries,
         })
+    }
+
+    /// The evaluation pass as ONNX nodes, ending where ultralytics' export does: the last layer's
+    /// boxes and sigmoid class scores, `[N, K, 4 + nc]` (cx, cy, w, h normalised), with the
+    /// anchors of `shapes` as constants. `scope` is the module's state_dict prefix (`model.19`).
+    pub fn to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        maps: &[&str],
+        shapes: &[(usize, usize)],
+        sampler: Sampler,
+    ) -> Result<String> {
+        if maps.len() != self.input_proj.len() || shapes.len() != maps.len() {
+            candle::bail!(
+                "RTDETRDecoder: {} maps given, built for {}",
+                maps.len(),
+                self.input_proj.len()
+            )
+        }
+        let at = |name: &str| format!("{scope}.{name}");
+        let hd = self.cfg.hidden;
+        let mut flat = Vec::with_capacity(maps.len());
+        for (i, (xs, (weight, bn))) in maps.iter().zip(&self.input_proj).enumerate() {
+            let (scale, shift) = bn.scale_shift()?;
+            let weight = weight.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+            let ys = g.conv(
+                &at(&format!("input_proj.{i}.0")),
+                xs,
+                (&weight, &shift),
+                1,
+                0,
+                1,
+            )?;
+            let ys = g.reshape(scope, &ys, &[0, hd as i64, -1]);
+            flat.push(g.transpose(scope, &ys, &[0, 2, 1]));
+        }
+        let refs: Vec<&str> = flat.iter().map(String::as_str).collect();
+        let feats = g.concat(scope, &refs, 1);
+        let tokens: usize = shapes.iter().map(|(h, w)| h * w).sum();
+
+        let anchors = generate_anchors(shapes, &candle::Device::Cpu)?;
+        let valid = g.weight(&at("anchors.valid"), &anchors.valid)?;
+        let masked = g.node(scope, "Mul", &[&feats, &valid], vec![]);
+        let (linear, norm) = &self.enc_output;
+        let memory = g.linear(&at("enc_output.0"), &masked, linear.weight(), linear.bias())?;
+        let (w, b, eps) = norm.parts();
+        let memory = g.layer_norm(&at("enc_output.1"), &memory, w, b, eps)?;
+        let head = &self.enc_score_head;
+        let logits = g.linear(&at("enc_score_head"), &memory, head.weight(), head.bias())?;
+        let best = g.reduce(scope, "ReduceMax", &logits, &[-1], false);
+        let k = self.cfg.queries.min(tokens);
+        let (_, index) = g.topk(scope, &best, k, 1);
+        let embed = g.gather_rows(scope, &memory, &index, hd);
+        let anchor_logits = g.weight(&at("anchors.logits"), &anchors.logits.squeeze(0)?)?;
+        let anchor_rows = g.node(
+            scope,
+            "Gather",
+            &[&anchor_logits, &index],
+            vec![attr_int("axis", 0)],
+        );
+        let delta = self
+            .enc_bbox_head
+            .to_onnx(g, &at("enc_bbox_head"), &embed)?;
+        let ref_logits = g.node(scope, "Add", &[&delta, &anchor_rows], vec![]);
+
+        let zero = g.scalar(&at("zero"), 0.0);
+        let one = g.scalar(&at("one"), 1.0);
+        let eps = g.scalar(&at("inverse_sigmoid_eps"), 1e-5);
+        let inverse_sigmoid = |g: &mut GraphBuilder, x: &str| {
+            let x = g.node(scope, "Clip", &[x, &zero, &one], vec![]);
+            let num = g.node(scope, "Clip", &[&x, &eps], vec![]);
+            let rest = g.node(scope, "Sub", &[&one, &x], vec![]);
+            let den = g.node(scope, "Clip", &[&rest, &eps], vec![]);
+            let ratio = g.node(scope, "Div", &[&num, &den], vec![]);
+            g.node(scope, "Log", &[&ratio], vec![])
+        };
+        let mut reference = g.node(scope, "Sigmoid", &[&ref_logits], vec![]);
+        let mut output = embed;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let query_pos = self
+                .query_pos_head
+                .to_onnx(g, &at("query_pos_head"), &reference)?;
+            let layer_scope = at(&format!("decoder.layers.{i}"));
+            output = layer.to_onnx(
+                g,
+                &layer_scope,
+                &output,
+                &reference,
+                &feats,
+                shapes,
+                &query_pos,
+                k,
+                sampler,
+            )?;
+            let delta =
+                self.dec_bbox_head[i].to_onnx(g, &at(&format!("dec_bbox_head.{i}")), &output)?;
+            let base = inverse_sigmoid(g, &reference);
+            let refined = g.node(scope, "Add", &[&delta, &base], vec![]);
+            reference = g.node(scope, "Sigmoid", &[&refined], vec![]);
+        }
+        let last = self.layers.len() - 1;
+        let head = &self.dec_score_head[last];
+        let logits = g.linear(
+            &at(&format!("dec_score_head.{last}")),
+            &output,
+            head.weight(),
+            head.bias(),
+        )?;
+        let scores = g.node(scope, "Sigmoid", &[&logits], vec![]);
+        Ok(g.concat(scope, &[&reference, &scores], 2))
     }
 }

@@ -1,6 +1,7 @@
 use candle::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use rtdetr_neck::MultiheadAttention;
+use rtdetr_onnx::{GraphBuilder, Sampler};
 use rtdetr_ops::LayerNorm;
 
 use crate::MsDeformAttn;
@@ -64,5 +65,52 @@ impl DecoderLayer {
             .linear2
             .forward(&self.linear1.forward(&embed)?.relu()?)?;
         self.norm3.forward(&(embed + ffn)?)
+    }
+
+    /// The evaluation-mode layer as ONNX nodes for `queries` queries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        embed: &str,
+        boxes: &str,
+        feats: &str,
+        shapes: &[(usize, usize)],
+        query_pos: &str,
+        queries: usize,
+        sampler: Sampler,
+    ) -> Result<String> {
+        let at = |name: &str| format!("{scope}.{name}");
+        let norm = |g: &mut GraphBuilder, name: &str, x: &str, ln: &LayerNorm| {
+            let (w, b, eps) = ln.parts();
+            g.layer_norm(&at(name), x, w, b, eps)
+        };
+        let q = g.node(scope, "Add", &[embed, query_pos], vec![]);
+        let attended =
+            self.self_attn
+                .to_onnx(g, &at("self_attn"), &q, &q, embed, queries, queries)?;
+        let x = g.node(scope, "Add", &[embed, &attended], vec![]);
+        let embed = norm(g, "norm1", &x, &self.norm1)?;
+        let q = g.node(scope, "Add", &[&embed, query_pos], vec![]);
+        let sampled = self.cross_attn.to_onnx(
+            g,
+            &at("cross_attn"),
+            &q,
+            boxes,
+            feats,
+            shapes,
+            queries,
+            sampler,
+        )?;
+        let x = g.node(scope, "Add", &[&embed, &sampled], vec![]);
+        let embed = norm(g, "norm2", &x, &self.norm2)?;
+        let l1 = &self.linear1;
+        let hidden = g.linear(&at("linear1"), &embed, l1.weight(), l1.bias())?;
+        let hidden = g.node(&at("linear1"), "Relu", &[&hidden], vec![]);
+        let l2 = &self.linear2;
+        let ffn = g.linear(&at("linear2"), &hidden, l2.weight(), l2.bias())?;
+        let x = g.node(scope, "Add", &[&embed, &ffn], vec![]);
+        norm(g, "norm3", &x, &self.norm3)
     }
 }

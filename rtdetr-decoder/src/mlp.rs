@@ -1,5 +1,6 @@
 use candle::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 
 /// ultralytics `MLP(input_dim, hidden_dim, output_dim, num_layers)`: `layers.i` linears with ReLU
 /// between them.
@@ -25,6 +26,21 @@ impl Mlp {
             })
             .collect::<Result<_>>()?;
         Ok(Self { layers })
+    }
+}
+
+impl Mlp {
+    /// As ONNX nodes: `MatMul`, `Add` per layer with `Relu` between.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, scope: &str, xs: &str) -> Result<String> {
+        let mut xs = xs.to_string();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let at = format!("{scope}.layers.{i}");
+            xs = g.linear(&at, &xs, layer.weight(), layer.bias())?;
+            if i + 1 < self.layers.len() {
+                xs = g.node(&at, "Relu", &[&xs], vec![]);
+            }
+        }
+        Ok(xs)
     }
 }
 

@@ -1,5 +1,7 @@
 use candle::{Result, Tensor, D};
 use candle_nn::{Init, Linear, Module, VarBuilder};
+use rtdetr_onnx::graph::attr_int;
+use rtdetr_onnx::{GraphBuilder, Sampler};
 
 /// ultralytics `MSDeformAttn(d_model, n_levels, n_heads, n_points)` with 4-d (box) references.
 #[derive(Debug, Clone)]
@@ -96,6 +98,207 @@ impl MsDeformAttn {
 
         let out = rtdetr_ops::ms_deform_sample(&value, &loc, &weights, shapes, train)?;
         self.output_proj.forward(&out)
+    }
+}
+
+impl MsDeformAttn {
+    /// The layer as ONNX nodes for `queries` queries, sampling with `GridSample` or with
+    /// `GatherElements` (the same bilinear weights, for runtimes without `GridSample`).
+    ///
+    /// # Shapes
+    /// `query: [N, K, dim]`, `boxes: [N, K, 4]`, `value: [N, S, dim]` → `[N, K, dim]`
+    #[allow(clippy::too_many_arguments)]
+    pub fn to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        query: &str,
+        boxes: &str,
+        value: &str,
+        shapes: &[(usize, usize)],
+        queries: usize,
+        sampler: Sampler,
+    ) -> Result<String> {
+        if shapes.len() != self.levels {
+            candle::bail!(
+                "MSDeformAttn: {} levels given, built for {}",
+                shapes.len(),
+                self.levels
+            )
+        }
+        let at = |name: &str| format!("{scope}.{name}");
+        let lin = |g: &mut GraphBuilder, name: &str, x: &str, layer: &Linear| {
+            g.linear(&at(name), x, layer.weight(), layer.bias())
+        };
+        let dim = self.value_proj.weight().dim(0)?;
+        let (heads, points, k) = (self.heads as i64, self.points as i64, queries as i64);
+        let total = self.levels as i64 * points;
+        let value = lin(g, "value_proj", value, &self.value_proj)?;
+        let offsets = lin(g, "sampling_offsets", query, &self.sampling_offsets)?;
+        let offsets = g.reshape(scope, &offsets, &[0, k, heads, total, 2]);
+        let weights = lin(g, "attention_weights", query, &self.attention_weights)?;
+        let weights = g.reshape(scope, &weights, &[0, k, heads, total]);
+        let weights = g.softmax(scope, &weights, -1);
+        let centre = g.slice(scope, boxes, 2, 0, 2);
+        let centre = g.reshape(scope, &centre, &[0, k, 1, 1, 2]);
+        let size = g.slice(scope, boxes, 2, 2, 4);
+        let size = g.reshape(scope, &size, &[0, k, 1, 1, 2]);
+        let spread = g.node(scope, "Mul", &[&offsets, &size], vec![]);
+        let step = g.scalar(&at("offset_scale"), 0.5 / self.points as f32);
+        let spread = g.node(scope, "Mul", &[&spread, &step], vec![]);
+        let loc = g.node(scope, "Add", &[&centre, &spread], vec![]);
+        // [N, K, heads, L·P] -> [N·heads, K, L·P]
+        let weights = g.transpose(scope, &weights, &[0, 2, 1, 3]);
+        let sampled = match sampler {
+            Sampler::GridSample => {
+                self.grid_sample_onnx(g, scope, &value, &loc, &weights, shapes, (k, dim as i64))
+            }
+            Sampler::Gather => {
+                self.gather_onnx(g, scope, &value, &loc, &weights, shapes, (k, dim as i64))
+            }
+        };
+        lin(g, "output_proj", &sampled, &self.output_proj)
+    }
+
+    /// ultralytics' `multi_scale_deformable_attn_pytorch`: one `GridSample` per level.
+    #[allow(clippy::too_many_arguments)]
+    fn grid_sample_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        value: &str,
+        loc: &str,
+        weights: &str,
+        shapes: &[(usize, usize)],
+        (k, dim): (i64, i64),
+    ) -> String {
+        let (heads, points) = (self.heads as i64, self.points as i64);
+        let dh = dim / heads;
+        let two = g.scalar(&format!("{scope}.two"), 2.0);
+        let one = g.scalar(&format!("{scope}.one"), 1.0);
+        let grid = g.node(scope, "Mul", &[loc, &two], vec![]);
+        let grid = g.node(scope, "Sub", &[&grid, &one], vec![]);
+        let grid = g.transpose(scope, &grid, &[0, 2, 1, 3, 4]);
+        let mut start = 0;
+        let mut levels = Vec::with_capacity(shapes.len());
+        for (l, &(h, w)) in shapes.iter().enumerate() {
+            let hw = (h * w) as i64;
+            let v = g.slice(scope, value, 1, start, start + hw);
+            start += hw;
+            let v = g.transpose(scope, &v, &[0, 2, 1]);
+            let v = g.reshape(scope, &v, &[-1, dh, h as i64, w as i64]);
+            let l = l as i64;
+            let grid_l = g.slice(scope, &grid, 3, l * points, (l + 1) * points);
+            let grid_l = g.reshape(scope, &grid_l, &[-1, k, points, 2]);
+            levels.push(g.grid_sample(scope, &v, &grid_l));
+        }
+        let refs: Vec<&str> = levels.iter().map(String::as_str).collect();
+        let sampled = g.concat(scope, &refs, 3);
+        let total = shapes.len() as i64 * points;
+        let w = g.reshape(scope, weights, &[-1, 1, k, total]);
+        let weighted = g.node(scope, "Mul", &[&sampled, &w], vec![]);
+        let summed = g.reduce(scope, "ReduceSum", &weighted, &[3], false);
+        let out = g.reshape(scope, &summed, &[-1, dim, k]);
+        g.transpose(scope, &out, &[0, 2, 1])
+    }
+
+    /// The same bilinear sampling (zero padding, `align_corners=False`) from four
+    /// `GatherElements` per level.
+    #[allow(clippy::too_many_arguments)]
+    fn gather_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        value: &str,
+        loc: &str,
+        weights: &str,
+        shapes: &[(usize, usize)],
+        (k, dim): (i64, i64),
+    ) -> String {
+        let (heads, points) = (self.heads as i64, self.points as i64);
+        let dh = dim / heads;
+        let total = shapes.len() as i64 * points;
+        let weights = g.reshape(scope, weights, &[-1, k, total]);
+        let loc = g.transpose(scope, loc, &[0, 2, 1, 3, 4]);
+        let float = g.float_type() as i64;
+        let one = g.scalar(&format!("{scope}.one"), 1.0);
+        let half = g.scalar(&format!("{scope}.half"), 0.5);
+        let zero = g.scalar(&format!("{scope}.zero"), 0.0);
+        let expand = g.ints(&[1, 1, dh]);
+        let mut start = 0;
+        let mut acc: Option<String> = None;
+        for (l, &(h, w)) in shapes.iter().enumerate() {
+            let hw = (h * w) as i64;
+            let v = g.slice(scope, value, 1, start, start + hw);
+            start += hw;
+            let v = g.reshape(scope, &v, &[0, hw, heads, dh]);
+            let v = g.transpose(scope, &v, &[0, 2, 1, 3]);
+            let v = g.reshape(scope, &v, &[-1, hw, dh]);
+            let l = l as i64;
+            let loc_l = g.slice(scope, &loc, 3, l * points, (l + 1) * points);
+            let loc_l = g.reshape(scope, &loc_l, &[-1, k * points, 2]);
+            // Pixel coordinates of the sample, as grid_sample with align_corners=False.
+            let pixel = |g: &mut GraphBuilder, axis: i64, size: usize| {
+                let c = g.slice(scope, &loc_l, 2, axis, axis + 1);
+                let s = g.scalar(&format!("{scope}.size{size}"), size as f32);
+                let c = g.node(scope, "Mul", &[&c, &s], vec![]);
+                let c = g.node(scope, "Sub", &[&c, &half], vec![]);
+                let c0 = g.node(scope, "Floor", &[&c], vec![]);
+                let frac = g.node(scope, "Sub", &[&c, &c0], vec![]);
+                let c1 = g.node(scope, "Add", &[&c0, &one], vec![]);
+                let rest = g.node(scope, "Sub", &[&one, &frac], vec![]);
+                let last = g.scalar(&format!("{scope}.last{size}"), size as f32 - 1.0);
+                [(c0, rest), (c1, frac)].map(|(c, weight)| {
+                    let clipped = g.node(scope, "Clip", &[&c, &zero, &last], vec![]);
+                    let inside = g.node(scope, "Equal", &[&clipped, &c], vec![]);
+                    let index = g.node(scope, "Cast", &[&clipped], vec![attr_int("to", 7)]);
+                    (index, inside, weight)
+                })
+            };
+            let xs = pixel(g, 0, w);
+            let ys = pixel(g, 1, h);
+            let width = g.ints(&[w as i64]);
+            let mut sampled: Option<String> = None;
+            for (yi, y_inside, y_weight) in &ys {
+                let row = g.node(scope, "Mul", &[yi, &width], vec![]);
+                for (xi, x_inside, x_weight) in &xs {
+                    let index = g.node(scope, "Add", &[&row, xi], vec![]);
+                    let index = g.node(scope, "Expand", &[&index, &expand], vec![]);
+                    let corner = g.node(
+                        scope,
+                        "GatherElements",
+                        &[&v, &index],
+                        vec![attr_int("axis", 1)],
+                    );
+                    let inside = g.node(scope, "And", &[y_inside, x_inside], vec![]);
+                    let inside = g.node(scope, "Cast", &[&inside], vec![attr_int("to", float)]);
+                    let weight = g.node(scope, "Mul", &[y_weight, x_weight], vec![]);
+                    let weight = g.node(scope, "Mul", &[&weight, &inside], vec![]);
+                    let term = g.node(scope, "Mul", &[&corner, &weight], vec![]);
+                    sampled = Some(match sampled {
+                        Some(s) => g.node(scope, "Add", &[&s, &term], vec![]),
+                        None => term,
+                    });
+                }
+            }
+            let sampled = sampled.expect("four corners");
+            let sampled = g.reshape(scope, &sampled, &[-1, k, points, dh]);
+            let w_l = g.slice(scope, &weights, 2, l * points, (l + 1) * points);
+            let w_l = g.unsqueeze(scope, &w_l, &[3]);
+            let weighted = g.node(scope, "Mul", &[&sampled, &w_l], vec![]);
+            let level = g.reduce(scope, "ReduceSum", &weighted, &[2], false);
+            acc = Some(match acc {
+                Some(a) => g.node(scope, "Add", &[&a, &level], vec![]),
+                None => level,
+            });
+        }
+        let out = g.reshape(
+            scope,
+            &acc.expect("at least one level"),
+            &[-1, heads, k, dh],
+        );
+        let out = g.transpose(scope, &out, &[0, 2, 1, 3]);
+        g.reshape(scope, &out, &[0, k, dim])
     }
 }
 

@@ -1,5 +1,6 @@
 use candle::{Device, Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 use rtdetr_ops::LayerNorm;
 
 use crate::MultiheadAttention;
@@ -56,6 +57,38 @@ impl Aifi {
             norm1: LayerNorm::new(dim, vb.pp("norm1"))?,
             norm2: LayerNorm::new(dim, vb.pp("norm2"))?,
         })
+    }
+}
+
+impl Aifi {
+    /// The layer as ONNX nodes on a `[N, C, h, w]` map (the position embedding is a constant of
+    /// that size).
+    pub fn to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        xs: &str,
+        (h, w): (usize, usize),
+    ) -> Result<String> {
+        let c = self.fc2.weight().dim(0)?;
+        let at = |name: &str| format!("{scope}.{name}");
+        let flat = g.reshape(scope, xs, &[0, c as i64, (h * w) as i64]);
+        let src = g.transpose(scope, &flat, &[0, 2, 1]);
+        let pos = sincos_position_embedding(w, h, c, &Device::Cpu)?;
+        let pos = g.weight(&at("pos_embed"), &pos)?;
+        let q = g.node(scope, "Add", &[&src, &pos], vec![]);
+        let attended = self.ma.to_onnx(g, &at("ma"), &q, &q, &src, h * w, h * w)?;
+        let src = g.node(scope, "Add", &[&src, &attended], vec![]);
+        let (nw, nb, eps) = self.norm1.parts();
+        let src = g.layer_norm(&at("norm1"), &src, nw, nb, eps)?;
+        let hidden = g.linear(&at("fc1"), &src, self.fc1.weight(), self.fc1.bias())?;
+        let hidden = g.gelu_erf(&at("act"), &hidden);
+        let ffn = g.linear(&at("fc2"), &hidden, self.fc2.weight(), self.fc2.bias())?;
+        let src = g.node(scope, "Add", &[&src, &ffn], vec![]);
+        let (nw, nb, eps) = self.norm2.parts();
+        let src = g.layer_norm(&at("norm2"), &src, nw, nb, eps)?;
+        let ys = g.transpose(scope, &src, &[0, 2, 1]);
+        Ok(g.reshape(scope, &ys, &[0, c as i64, h as i64, w as i64]))
     }
 }
 

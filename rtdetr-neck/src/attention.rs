@@ -1,5 +1,6 @@
 use candle::{Result, Tensor, D};
 use candle_nn::{Init, Linear, Module, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 
 /// `nn.MultiheadAttention(dim, heads, batch_first=True)` with PyTorch's packed `in_proj_weight`
 /// (rows: query, key, value) and `in_proj_bias`, and `out_proj`.
@@ -47,6 +48,43 @@ impl MultiheadAttention {
             out_proj: Linear::new(out_w, Some(out_b)),
             heads,
         })
+    }
+
+    /// Attention without a mask as ONNX nodes, for sequences of fixed lengths `lq` and `lk`.
+    ///
+    /// # Shapes
+    /// `q: [N, lq, dim]`, `k, v: [N, lk, dim]` → `[N, lq, dim]`
+    #[allow(clippy::too_many_arguments)]
+    pub fn to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        q: &str,
+        k: &str,
+        v: &str,
+        lq: usize,
+        lk: usize,
+    ) -> Result<String> {
+        let dim = self.q.weight().dim(0)?;
+        let (heads, dh) = (self.heads as i64, (dim / self.heads) as i64);
+        let project =
+            |g: &mut GraphBuilder, name: &str, x: &str, layer: &Linear, l: usize, perm: &[i64]| {
+                let y = g.linear(&format!("{scope}.{name}"), x, layer.weight(), layer.bias())?;
+                let y = g.reshape(scope, &y, &[0, l as i64, heads, dh]);
+                Ok::<_, candle::Error>(g.transpose(scope, &y, perm))
+            };
+        let q = project(g, "in_proj_q", q, &self.q, lq, &[0, 2, 1, 3])?;
+        let k = project(g, "in_proj_k", k, &self.k, lk, &[0, 2, 3, 1])?;
+        let v = project(g, "in_proj_v", v, &self.v, lk, &[0, 2, 1, 3])?;
+        let scores = g.node(scope, "MatMul", &[&q, &k], vec![]);
+        let root = g.scalar(&format!("{scope}.sqrt_head_dim"), (dh as f32).sqrt());
+        let scores = g.node(scope, "Div", &[&scores, &root], vec![]);
+        let attn = g.softmax(scope, &scores, -1);
+        let ys = g.node(scope, "MatMul", &[&attn, &v], vec![]);
+        let ys = g.transpose(scope, &ys, &[0, 2, 1, 3]);
+        let ys = g.reshape(scope, &ys, &[0, lq as i64, dim as i64]);
+        let out = &self.out_proj;
+        g.linear(&format!("{scope}.out_proj"), &ys, out.weight(), out.bias())
     }
 
     /// Scaled dot-product attention of every head; `blocked` (`[Lq, Lk]`, 1 = masked, as PyTorch's

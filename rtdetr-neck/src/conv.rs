@@ -1,5 +1,6 @@
 use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 use rtdetr_ops::BatchNorm2d;
 
 /// ultralytics `Conv(c1, c2, k, s)`: `conv` (no bias, padding k/2), `bn`, then SiLU or nothing.
@@ -52,6 +53,14 @@ impl Conv {
     pub fn set_fused(&mut self, fused: bool) -> Result<()> {
         self.fused = if fused { Some(self.folded()?) } else { None };
         Ok(())
+    }
+
+    /// The evaluation-mode layer as ONNX nodes (batch norm folded; SiLU as `Sigmoid`, `Mul`).
+    pub fn to_onnx(&self, g: &mut GraphBuilder, scope: &str, xs: &str) -> Result<String> {
+        let (weight, bias) = self.folded()?;
+        let pad = weight.dim(3)? / 2;
+        let ys = g.conv(scope, xs, (&weight, &bias), self.stride, pad, 1)?;
+        Ok(if self.silu { g.silu(scope, &ys) } else { ys })
     }
 
     /// The convolution alone, before the batch norm.

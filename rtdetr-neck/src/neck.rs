@@ -1,5 +1,6 @@
 use candle::{Module, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 use rtdetr_ops::upsample_nearest2x;
 use serde::{Deserialize, Serialize};
 
@@ -140,5 +141,51 @@ impl Neck {
         let x = Tensor::cat(&[&self.down4.forward_t(&f4, train)?, &y5], 1)?;
         let f5 = self.pan5.forward_t(&x, train)?;
         Ok(NeckOutput { x3, f4, f5, aifi })
+    }
+
+    /// The evaluation-mode neck as ONNX nodes (`Resize` nearest ×2 for the upsamples); `p5_size`
+    /// is the stride-32 map's `(h, w)`. Returns `x3, f4, f5`.
+    pub fn to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        [p3, p4, p5]: [&str; 3],
+        p5_size: (usize, usize),
+    ) -> Result<[String; 3]> {
+        let up = |g: &mut GraphBuilder, i: usize, x: &str| {
+            let scales = g.floats_f32(&format!("model.{i}.scales"), &[1.0, 1.0, 2.0, 2.0], &[4]);
+            let attributes = vec![
+                rtdetr_onnx::graph::attr_string("mode", "nearest"),
+                rtdetr_onnx::graph::attr_string("nearest_mode", "floor"),
+                rtdetr_onnx::graph::attr_string("coordinate_transformation_mode", "asymmetric"),
+            ];
+            g.node(
+                &format!("model.{i}"),
+                "Resize",
+                &[x, "", &scales],
+                attributes,
+            )
+        };
+        let cat = |g: &mut GraphBuilder, i: usize, a: &str, b: &str| {
+            g.concat(&format!("model.{i}"), &[a, b], 1)
+        };
+        let x = self.proj5.to_onnx(g, "model.1", p5)?;
+        let aifi = self.aifi.to_onnx(g, "model.2", &x, p5_size)?;
+        let y5 = self.lateral5.to_onnx(g, "model.3", &aifi)?;
+        let u = up(g, 4, &y5);
+        let p4 = self.proj4.to_onnx(g, "model.5", p4)?;
+        let x = cat(g, 6, &u, &p4);
+        let x = self.fpn4.to_onnx(g, "model.7", &x)?;
+        let y4 = self.lateral4.to_onnx(g, "model.8", &x)?;
+        let u = up(g, 9, &y4);
+        let p3 = self.proj3.to_onnx(g, "model.10", p3)?;
+        let x = cat(g, 11, &u, &p3);
+        let x3 = self.fpn3.to_onnx(g, "model.12", &x)?;
+        let d = self.down3.to_onnx(g, "model.13", &x3)?;
+        let x = cat(g, 14, &d, &y4);
+        let f4 = self.pan4.to_onnx(g, "model.15", &x)?;
+        let d = self.down4.to_onnx(g, "model.16", &f4)?;
+        let x = cat(g, 17, &d, &y5);
+        let f5 = self.pan5.to_onnx(g, "model.18", &x)?;
+        Ok([x3, f4, f5])
     }
 }

@@ -1,5 +1,6 @@
 use candle::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 
 use crate::{Conv, RepConv};
 
@@ -35,6 +36,18 @@ impl RepC3 {
             }
         }
         Ok(())
+    }
+}
+
+impl RepC3 {
+    /// The evaluation-mode block as ONNX nodes (RepConvs fused).
+    pub fn to_onnx(&self, g: &mut GraphBuilder, scope: &str, xs: &str) -> Result<String> {
+        let mut ys = self.cv1.to_onnx(g, &format!("{scope}.cv1"), xs)?;
+        for (i, rep) in self.m.iter().enumerate() {
+            ys = rep.to_onnx(g, &format!("{scope}.m.{i}"), &ys)?;
+        }
+        let side = self.cv2.to_onnx(g, &format!("{scope}.cv2"), xs)?;
+        Ok(g.node(scope, "Add", &[&ys, &side], vec![]))
     }
 }
 

@@ -1,5 +1,6 @@
 use candle::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use rtdetr_onnx::GraphBuilder;
 
 use crate::Conv;
 
@@ -41,6 +42,13 @@ impl RepConv {
     pub fn fuse(&mut self) -> Result<()> {
         self.fused = Some(self.equivalent_kernel_bias()?);
         Ok(())
+    }
+
+    /// As ONNX nodes: the fused 3×3 `Conv` and SiLU.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, scope: &str, xs: &str) -> Result<String> {
+        let (weight, bias) = self.equivalent_kernel_bias()?;
+        let ys = g.conv(scope, xs, (&weight, &bias), 1, 1, 1)?;
+        Ok(g.silu(scope, &ys))
     }
 
     /// Back to running both branches in evaluation too.

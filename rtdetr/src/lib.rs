@@ -73,6 +73,7 @@ pub mod draw;
 mod error;
 #[cfg(feature = "train")]
 mod eval;
+mod export;
 mod flops;
 pub mod image_io;
 mod load;
@@ -93,12 +94,14 @@ pub use detector::{
 pub use error::{Error, Result};
 #[cfg(feature = "train")]
 pub use eval::{evaluate, validate, Validation};
+pub use export::{Batch, ExportOptions};
 pub use flops::{gflops, thop_ops, thop_ops_by_part};
 pub use load::{
     infer_config, read_metadata, tensor_shapes, KeyReport, LoadError, Shapes, CONFIG_KEY,
 };
 pub use manifest::{Entry, Manifest};
 pub use model::{ModelConfig, ModelOutput, RtDetr};
+pub use rtdetr_onnx::{self as onnx, Sampler};
 pub use variant::Variant;
 
 /// The README's Rust snippets, compiled as doc tests (not run: they name weights files).

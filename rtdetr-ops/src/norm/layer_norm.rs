@@ -35,6 +35,11 @@ impl LayerNorm {
         let bias = vb.get_with_hints(dim, "bias", Init::Const(0.))?;
         Ok(Self { weight, bias })
     }
+
+    /// `weight`, `bias` and eps.
+    pub fn parts(&self) -> (&Tensor, &Tensor, f64) {
+        (&self.weight, &self.bias, EPS)
+    }
 }
 
 impl Module for LayerNorm {
