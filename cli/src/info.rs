@@ -7,6 +7,8 @@ use rtdetr::{Manifest, ModelConfig, Variant};
 /// Arguments of `rtdetr info`.
 #[derive(clap::Args)]
 pub struct Args {
+    /// An ONNX file to describe instead (inputs, outputs, operator counts, metadata).
+    model: Option<std::path::PathBuf>,
     /// Model variant: s, m, l or xl.
     #[arg(long, default_value = "s", value_parser = clap::builder::PossibleValuesParser::new(["s", "m", "l", "xl"]))]
     variant: String,
@@ -253,6 +255,11 @@ fn render(variant: Variant, nc: usize, imgsz: usize, per_block: bool) -> anyhow:
 
 /// Prints the layer table of the chosen variant.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(path) = &args.model {
+        let model = rtdetr::onnx::read_model(path)?;
+        print!("{}", rtdetr::onnx::Summary::of(&model));
+        return Ok(());
+    }
     let variant: Variant = args.variant.parse()?;
     print!("{}", render(variant, args.nc, args.imgsz, args.blocks)?);
     Ok(())
