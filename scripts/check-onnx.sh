@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
 # Exports the reduced detector fixture with `rtdetr export` in every form (batch 1, dynamic batch, gather sampling,
 # opset 16 and 21, f16) and has ONNX Runtime run each file from a small venv (scripts/onnx-requirements.txt, no
-# torch; made once in target/onnx-venv): onnx.checker passes, outputs equal the PyTorch reference's and our own
+# torch; made once in target/onnx-venv by scripts/onnx-venv.sh): onnx.checker passes, outputs equal the PyTorch reference's and our own
 # forward pass (scripts/check_onnx.py names the tolerances).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=target/onnx-venv
-if ! "$venv/bin/python" -c 'import onnx, onnxruntime, safetensors, numpy' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r scripts/onnx-requirements.txt
-fi
+python=$(bash scripts/onnx-venv.sh)
 out=target/onnx-check
 rm -rf "$out" && mkdir -p "$out"
 cargo build --release -q -p rtdetr-cli --bin rtdetr
@@ -26,4 +22,4 @@ export_tiny opset16 --dynamic --opset 16
 export_tiny opset21 --dynamic --opset 21
 export_tiny half --dynamic --half
 target/release/rtdetr info "$out/dynamic.onnx" > "$out/dynamic.txt"
-"$venv/bin/python" scripts/check_onnx.py "$out"
+"$python" scripts/check_onnx.py "$out"
