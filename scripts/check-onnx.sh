@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Exports the reduced detector fixture with `rtdetr export` in every form (batch 1, dynamic batch, gather sampling,
-# opset 16 and 21, f16) and has ONNX Runtime run each file from a small venv (scripts/onnx-requirements.txt, no
+# opset 16 and 21, f16, ultralytics 8.4's top-k output) and has ONNX Runtime run each file from a small venv (scripts/onnx-requirements.txt, no
 # torch; made once in target/onnx-venv by scripts/onnx-venv.sh): onnx.checker passes, outputs equal the PyTorch reference's and our own
 # forward pass (scripts/check_onnx.py names the tolerances).
 set -euo pipefail
@@ -21,5 +21,6 @@ export_tiny gather --dynamic --sampler gather
 export_tiny opset16 --dynamic --opset 16
 export_tiny opset21 --dynamic --opset 21
 export_tiny half --dynamic --half
+export_tiny topk --dynamic --topk
 target/release/rtdetr info "$out/dynamic.onnx" > "$out/dynamic.txt"
 "$python" scripts/check_onnx.py "$out"

@@ -1,6 +1,6 @@
 """Runs the ONNX files scripts/check-onnx.sh exported with ONNX Runtime and compares them.
 
-usage: check_onnx.py DIR   (DIR holds batch1, dynamic, gather, opset16, opset21, half .onnx and ours.safetensors)
+usage: check_onnx.py DIR   (DIR holds batch1, dynamic, gather, opset16, opset21, half, topk .onnx and ours.safetensors)
 """
 import ast
 import os
@@ -70,6 +70,9 @@ check('gather form vs GridSample form', run(gather, images), dynamic, GATHER_TOL
 check('gather form vs reference', run(gather, images), reference, F32_TOL)
 for opset in ['opset16', 'opset21']:
     check(f'{opset} vs reference', run(session(opset), images), reference, F32_TOL)
+
+topk = run(session('topk'), images)
+check('top-k output vs reference RTDETRDecoder.postprocess', topk, fixture['dec.detections'], F32_TOL)
 
 half = run(session('half'), images.astype(np.float16)).astype(np.float64)
 assert half.dtype == np.float64 and half.shape == reference.shape

@@ -37,6 +37,10 @@ pub struct Args {
     /// `gather` (the same bilinear sampling from GatherElements, for runtimes without GridSample).
     #[arg(long, default_value = "grid-sample", value_parser = clap::builder::PossibleValuesParser::new(["grid-sample", "gather"]))]
     sampler: String,
+    /// Output ultralytics 8.4's top-k detections `[N, 300, 6]` (cx, cy, w, h, score, class) instead
+    /// of every query's boxes and class scores `[N, 300, 4 + nc]`.
+    #[arg(long)]
+    topk: bool,
     /// Output file (default: the weights' path with `.onnx`).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -72,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             Sampler::GridSample
         },
+        topk: args.topk,
         names,
     };
     let onnx = model

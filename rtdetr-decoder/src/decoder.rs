@@ -373,9 +373,9 @@ impl RtDetrDecoder {
         })
     }
 
-    /// The evaluation pass as ONNX nodes, ending where ultralytics' export does: the last layer's
-    /// boxes and sigmoid class scores, `[N, K, 4 + nc]` (cx, cy, w, h normalised), with the
-    /// anchors of `shapes` as constants. `scope` is the module's state_dict prefix (`model.19`).
+    /// The evaluation pass as ONNX nodes up to the last layer's boxes `[N, K, 4]` (cx, cy, w, h
+    /// normalised) and sigmoid class scores `[N, K, nc]`, with the anchors of `shapes` as
+    /// constants. `scope` is the module's state_dict prefix (`model.19`).
     pub fn to_onnx(
         &self,
         g: &mut GraphBuilder,
@@ -383,7 +383,7 @@ impl RtDetrDecoder {
         maps: &[&str],
         shapes: &[(usize, usize)],
         sampler: Sampler,
-    ) -> Result<String> {
+    ) -> Result<(String, String)> {
         if maps.len() != self.input_proj.len() || shapes.len() != maps.len() {
             candle::bail!(
                 "RTDETRDecoder: {} maps given, built for {}",
@@ -481,6 +481,35 @@ impl RtDetrDecoder {
             head.bias(),
         )?;
         let scores = g.node(scope, "Sigmoid", &[&logits], vec![]);
-        Ok(g.concat(scope, &[&reference, &scores], 2))
+        Ok((reference, scores))
+    }
+
+    /// [`RtDetrDecoder::postprocess`] as ONNX nodes, on sigmoid `scores`: the top-k (query, class)
+    /// pairs as `[cx, cy, w, h, score, class]`, `[N, min(Q, Q·nc), 6]`.
+    pub fn postprocess_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        scope: &str,
+        boxes: &str,
+        scores: &str,
+        queries: usize,
+    ) -> String {
+        let nc = self.cfg.nc;
+        let flat = g.reshape(scope, scores, &[0, (queries * nc) as i64]);
+        let (values, index) = g.topk(scope, &flat, queries.min(queries * nc), 1);
+        let classes = g.ints(&[nc as i64]);
+        let query = g.node(scope, "Div", &[&index, &classes], vec![]);
+        let first = g.node(scope, "Mul", &[&query, &classes], vec![]);
+        let class = g.node(scope, "Sub", &[&index, &first], vec![]);
+        let class = g.node(
+            scope,
+            "Cast",
+            &[&class],
+            vec![attr_int("to", g.float_type() as i64)],
+        );
+        let class = g.unsqueeze(scope, &class, &[2]);
+        let values = g.unsqueeze(scope, &values, &[2]);
+        let picked = g.gather_rows(scope, boxes, &query, 4);
+        g.concat(scope, &[&picked, &values, &class], 2)
     }
 }

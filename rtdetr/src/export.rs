@@ -28,6 +28,9 @@ pub struct ExportOptions {
     pub opset: i64,
     /// How the deformable attention samples its maps.
     pub sampler: Sampler,
+    /// ultralytics 8.4's output instead: the top-k (query, class) pairs as `[N, K, 6]`
+    /// (cx, cy, w, h, score, class), what its `RTDETRDecoder.postprocess` returns in export mode.
+    pub topk: bool,
     /// Class names for the `names` metadata (index strings where missing).
     pub names: Vec<String>,
 }
@@ -41,6 +44,7 @@ impl Default for ExportOptions {
             half: false,
             opset: 17,
             sampler: Sampler::GridSample,
+            topk: false,
             names: Vec::new(),
         }
     }
@@ -117,8 +121,9 @@ impl ExportOptions {
             (
                 "args",
                 format!(
-                    "{{'batch': {batch}, 'half': {half}, 'dynamic': {dynamic}, 'opset': {}, 'sampler': '{}'}}",
+                    "{{'batch': {batch}, 'half': {half}, 'dynamic': {dynamic}, 'opset': {}, 'topk': {}, 'sampler': '{}'}}",
                     self.opset,
+                    if self.topk { "True" } else { "False" },
                     match self.sampler {
                         Sampler::GridSample => "grid_sample",
                         Sampler::Gather => "gather",
@@ -136,7 +141,8 @@ impl RtDetr {
     /// The evaluation-mode detector as an ONNX model in ultralytics' RT-DETR export contract:
     /// input `images` `[N, 3, H, W]` (RGB in [0, 1], stretched to the size), output `output0`
     /// `[N, queries, 4 + nc]` (the last decoder layer's cx, cy, w, h normalised to [0, 1], then
-    /// sigmoid class scores), batch norms folded and RepConvs fused, ultralytics' metadata.
+    /// sigmoid class scores; with [`ExportOptions::topk`] ultralytics 8.4's `[N, K, 6]` top-k
+    /// detections instead), batch norms folded and RepConvs fused, ultralytics' metadata.
     pub fn to_onnx(&self, options: &ExportOptions) -> Result<ModelProto> {
         options.check()?;
         let (h, w) = options.imgsz;
@@ -159,16 +165,27 @@ impl RtDetr {
         let (h32, w32) = (h / 32, w / 32);
         let [x3, f4, f5] = self.neck().to_onnx(&mut g, [p3, p4, p5], (h32, w32))?;
         let shapes = [(h / 8, w / 8), (h / 16, w / 16), (h32, w32)];
-        let out = self.decoder().to_onnx(
+        let decoder = self.decoder();
+        let (boxes, scores) = decoder.to_onnx(
             &mut g,
             "model.19",
             &[&x3, &f4, &f5],
             &shapes,
             options.sampler,
         )?;
-        let dec = self.decoder().config();
+        let dec = decoder.config();
         let queries = dec.queries.min(shapes.iter().map(|(h, w)| h * w).sum());
-        let dims = vec![batch, Dim::Fixed(queries), Dim::Fixed(4 + dec.nc)];
+        let (out, dims) = if options.topk {
+            let out = decoder.postprocess_onnx(&mut g, "model.19", &boxes, &scores, queries);
+            let k = queries.min(queries * dec.nc);
+            (out, vec![batch, Dim::Fixed(k), Dim::Fixed(6)])
+        } else {
+            let out = g.concat("model.19", &[&boxes, &scores], 2);
+            (
+                out,
+                vec![batch, Dim::Fixed(queries), Dim::Fixed(4 + dec.nc)],
+            )
+        };
         let metadata = options.metadata(dec.nc);
         Ok(g.finish(
             &[(&out, "output0", dims)],

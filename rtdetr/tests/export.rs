@@ -169,6 +169,14 @@ fn ports_and_metadata_follow_ultralytics() {
     assert_eq!(meta["batch"], "1");
     assert!(meta["args"].contains("'dynamic': True"), "{}", meta["args"]);
     assert_eq!((summary.ir_version, summary.opset), (8, 17));
+    let topk = tiny()
+        .to_onnx(&ExportOptions {
+            topk: true,
+            ..options()
+        })
+        .unwrap();
+    assert_eq!(Summary::of(&topk).outputs[0].dims, ["1", "20", "6"]);
+    assert_well_formed(&topk);
 }
 
 #[test]
