@@ -17,6 +17,7 @@ mod peak;
 mod predictions;
 mod run_dir;
 mod sources;
+mod track;
 mod train;
 mod val;
 
@@ -48,6 +49,8 @@ enum Command {
     Convert(convert::Args),
     /// Export weights to ONNX (ultralytics' RT-DETR export contract).
     Export(export::Args),
+    /// Track objects over a sequence of frames (ByteTrack, as ultralytics' track mode).
+    Track(track::Args),
     /// Evaluate COCO results against a COCO ground truth (mAP50-95, mAP50, per-class AP).
     Val(val::Args),
 }
@@ -102,5 +105,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Val(args) => val::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
+        Command::Track(args) => track::run(args),
     }
 }
