@@ -12,9 +12,17 @@ use crate::{coco_ids, device, output, sources};
 /// Arguments of `rtdetr detect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Images, folders (searched recursively, sorted) or glob patterns; jpg, png, bmp, webp.
+    /// Images, folders (searched recursively, sorted) or glob patterns (jpg, png, bmp, webp);
+    /// video files (mp4, avi, mkv, mov, webm, ...), stream URLs (rtsp://, http(s)://, ...) and
+    /// webcams (an index or /dev/videoN).
     #[arg(required = true)]
     sources: Vec<String>,
+    /// On videos, process every n-th frame.
+    #[arg(long, default_value_t = 1, value_parser = crate::flags::positive)]
+    vid_stride: usize,
+    /// On videos, also write each processed frame, annotated, to `frames/<video>_<n>.jpg`.
+    #[arg(long)]
+    save_frames: bool,
     /// Weights: a safetensors file with the PyTorch state_dict keys (see `rtdetr convert`).
     #[arg(long)]
     weights: PathBuf,
@@ -163,7 +171,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let images = sources::expand(&args.sources)?;
+    // Folders are searched for images; videos are named one by one.
+    let (videos, image_sources): (Vec<String>, Vec<String>) = args
+        .sources
+        .iter()
+        .cloned()
+        .partition(|s| rtdetr::video::is_video_source(s) && !Path::new(s).is_dir());
+    let images = match image_sources.is_empty() {
+        true => Vec::new(),
+        false => sources::expand(&image_sources)?,
+    };
     let save_dir = args.save_dir.clone().unwrap_or_else(|| {
         crate::run_dir::next(Path::new("runs/detect"), "predict", args.exist_ok)
     });
@@ -209,7 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    if images.len() == 1 {
+    if images.len() <= 1 {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut timing = Timing::default();
@@ -314,6 +331,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let found: usize = json.iter().map(|j| j.detections.len()).sum();
     let per = |ms: f64| ms / done.max(1) as f64;
+    let outputs = crate::video::VideoOutputs {
+        stride: args.vid_stride,
+        batch: args.batch,
+        draw: !args.no_draw,
+        save_frames: args.save_frames,
+        save_txt: args.save_txt,
+        save_conf: args.save_conf,
+    };
+    let mut failed_videos = 0;
+    for source in &videos {
+        let lines = |d: &[Detection], w: usize, h: usize| yolo_lines(d, w, h, outputs.save_conf);
+        let start = Instant::now();
+        match crate::video::detect(&detector, source, &save_dir, &outputs, lines) {
+            Ok((frames, found)) => eprintln!(
+                "{source}: {frames} frames, {found} detections, {:.1} frames/s",
+                frames as f64 / start.elapsed().as_secs_f64().max(1e-9)
+            ),
+            Err(e) => {
+                failed_videos += 1;
+                eprintln!("{}", crate::one_line(&e));
+            }
+        }
+    }
+    if images.is_empty() {
+        if failed_videos > 0 {
+            bail!(
+                "{failed_videos} of {} videos could not be read to the end",
+                videos.len()
+            );
+        }
+        eprintln!("Results saved to {}", save_dir.display());
+        return Ok(());
+    }
     eprintln!(
         "{done} images, {found} detections. Speed: {:.1}ms decode, {:.1}ms detect (preprocess, inference, postprocess) per image at shape ({}, 3, {imgsz}, {imgsz})",
         per(timing.decode),
@@ -325,6 +375,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if failed > 0 {
         bail!("{failed} of {} images could not be read", images.len());
+    }
+    if failed_videos > 0 {
+        bail!(
+            "{failed_videos} of {} videos could not be read to the end",
+            videos.len()
+        );
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod sources;
 mod track;
 mod train;
 mod val;
+mod video;
 
 use clap::{Parser, Subcommand};
 
@@ -74,7 +75,7 @@ fn main() -> std::process::ExitCode {
 
 /// The error and its causes in one line, each cause once: a user error is a message, not a
 /// backtrace (whatever `RUST_BACKTRACE` says), and many of our errors already quote their cause.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -13,9 +13,13 @@ use crate::{device, output, sources};
 /// Arguments of `rtdetr track`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The frames: images, folders (sorted by name) or glob patterns, tracked as one sequence.
+    /// The frames: images, folders (sorted by name) or glob patterns, tracked as one sequence;
+    /// or one video file, stream URL or webcam.
     #[arg(required = true)]
     sources: Vec<String>,
+    /// On a video, process every n-th frame.
+    #[arg(long, default_value_t = 1, value_parser = crate::flags::positive)]
+    vid_stride: usize,
     /// Weights: a safetensors file with the PyTorch state_dict keys.
     #[arg(long)]
     weights: PathBuf,
@@ -63,8 +67,152 @@ struct TrackRow<'a> {
 #[derive(Serialize)]
 struct FrameRow<'a> {
     frame: usize,
-    image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_s: Option<f64>,
     tracks: Vec<TrackRow<'a>>,
+}
+
+/// Where the frames come from, and where their annotated copies go.
+// One per run: the size of the video variant does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Frames {
+    Images(Vec<PathBuf>),
+    #[cfg(feature = "video")]
+    Video {
+        reader: rtdetr::video::VideoReader,
+        writer: Option<rtdetr::video::VideoWriter>,
+        stride: usize,
+    },
+}
+
+/// One frame: its index in the source, its image file (for a sequence) or time (for a video).
+struct Frame {
+    index: usize,
+    image: Option<PathBuf>,
+    time_s: Option<f64>,
+    pixels: image::DynamicImage,
+}
+
+impl Frames {
+    fn open(args: &Args, save_dir: &Path) -> anyhow::Result<Self> {
+        match args.sources.as_slice() {
+            [one] if rtdetr::video::is_video_source(one) && !Path::new(one).is_dir() => {
+                Self::video(one, args, save_dir)
+            }
+            sources => Ok(Frames::Images(sources::expand(sources)?)),
+        }
+    }
+
+    #[cfg(feature = "video")]
+    fn video(source: &str, args: &Args, save_dir: &Path) -> anyhow::Result<Self> {
+        let reader = rtdetr::video::VideoReader::open(source)?;
+        let info = reader.info().clone();
+        let writer = match args.no_draw {
+            true => None,
+            false => {
+                let path = save_dir.join(format!("{}.mp4", crate::video::stem(source)));
+                Some(rtdetr::video::VideoWriter::create(
+                    &path,
+                    info.width as u32,
+                    info.height as u32,
+                    info.fps,
+                )?)
+            }
+        };
+        Ok(Frames::Video {
+            reader,
+            writer,
+            stride: args.vid_stride,
+        })
+    }
+
+    #[cfg(not(feature = "video"))]
+    fn video(source: &str, _: &Args, _: &Path) -> anyhow::Result<Self> {
+        bail!("{source}: this rtdetr was built without video support; rebuild with the `video` feature")
+    }
+
+    fn len(&self) -> Option<u64> {
+        match self {
+            Frames::Images(paths) => Some(paths.len() as u64),
+            #[cfg(feature = "video")]
+            Frames::Video { reader, stride, .. } => {
+                reader.info().frames.map(|n| n.div_ceil(*stride as u64))
+            }
+        }
+    }
+
+    fn next(&mut self, done: usize) -> anyhow::Result<Option<Frame>> {
+        match self {
+            Frames::Images(paths) => {
+                let Some(path) = paths.get(done) else {
+                    return Ok(None);
+                };
+                let pixels = rtdetr::image_io::open_upright(path)
+                    .with_context(|| format!("frame {done} of the sequence"))?;
+                Ok(Some(Frame {
+                    index: done,
+                    image: Some(path.clone()),
+                    time_s: None,
+                    pixels,
+                }))
+            }
+            #[cfg(feature = "video")]
+            Frames::Video { reader, stride, .. } => loop {
+                let Some(frame) = reader.next_frame()? else {
+                    return Ok(None);
+                };
+                let index = reader.frames_read() as usize - 1;
+                if index.is_multiple_of(*stride) {
+                    let time_s = Some(index as f64 / reader.info().fps);
+                    let pixels = image::DynamicImage::ImageRgb8(frame);
+                    return Ok(Some(Frame {
+                        index,
+                        image: None,
+                        time_s,
+                        pixels,
+                    }));
+                }
+            },
+        }
+    }
+
+    fn save(
+        &mut self,
+        frame: &Frame,
+        canvas: &image::RgbImage,
+        save_dir: &Path,
+    ) -> anyhow::Result<()> {
+        match self {
+            Frames::Images(_) => {
+                let path = frame.image.as_ref().expect("a sequence frame has a file");
+                let name = path
+                    .file_name()
+                    .map_or_else(|| format!("{}.png", frame.index).into(), |n| n.to_owned());
+                output::write_image(&save_dir.join(name), canvas)?;
+            }
+            #[cfg(feature = "video")]
+            Frames::Video { writer, .. } => {
+                if let Some(writer) = writer.as_mut() {
+                    writer.write(canvas)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        #[cfg(feature = "video")]
+        if let Frames::Video {
+            writer: Some(writer),
+            ..
+        } = self
+        {
+            writer.finish()?;
+        }
+        Ok(())
+    }
 }
 
 fn tracker_config(spec: &str) -> anyhow::Result<ByteTrackConfig> {
@@ -88,7 +236,6 @@ fn tracker_config(spec: &str) -> anyhow::Result<ByteTrackConfig> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = tracker_config(&args.tracker)?;
-    let frames = sources::expand(&args.sources)?;
     let save_dir = args
         .save_dir
         .clone()
@@ -103,18 +250,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let detector = Detector::from_file(&args.weights, options)?;
     std::fs::create_dir_all(&save_dir)
         .with_context(|| format!("creating {}", save_dir.display()))?;
+    let mut frames = Frames::open(&args, &save_dir)?;
     let mut tracker = ByteTrack::new(config);
-    let progress = indicatif::ProgressBar::new(frames.len() as u64);
+    let progress = match frames.len() {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} frames {per_sec} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut lines = Vec::new();
     let mut ids = std::collections::BTreeSet::new();
-    for (i, path) in frames.iter().enumerate() {
-        let image = rtdetr::image_io::open_upright(path)
-            .with_context(|| format!("frame {i} of the sequence"))?;
-        let detections = detector.detect(&image)?;
+    let mut done = 0;
+    let mut failure = None;
+    loop {
+        let frame = match frames.next(done) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        done += 1;
+        let detections = detector.detect(&frame.pixels)?;
         let inputs: Vec<TrackInput> = detections
             .iter()
             .map(|d| TrackInput {
@@ -137,19 +297,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect();
         ids.extend(tracks.iter().map(|t| t.id));
         if !args.no_draw {
-            let mut canvas = image.to_rgb8();
+            let mut canvas = frame.pixels.to_rgb8();
             for row in &rows {
                 let label = format!("id:{} {} {:.2}", row.id, row.class_name, row.score);
                 rtdetr::draw::draw_box(&mut canvas, row.bbox, row.class_id, &label);
             }
-            let name = path
-                .file_name()
-                .map_or_else(|| format!("{i}.png").into(), |n| n.to_owned());
-            output::write_image(&save_dir.join(name), &canvas)?;
+            frames.save(&frame, &canvas, &save_dir)?;
         }
         let line = FrameRow {
-            frame: i,
-            image: path.display().to_string(),
+            frame: frame.index,
+            image: frame.image.as_ref().map(|p| p.display().to_string()),
+            time_s: frame.time_s,
             tracks: rows,
         };
         lines.push(serde_json::to_string(&line)?);
@@ -162,11 +320,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         writeln!(bytes, "{line}")?;
     }
     output::write_atomic(&jsonl, &bytes)?;
+    frames.finish()?;
     println!(
-        "{} frames, {} tracks; results in {}",
-        frames.len(),
+        "{done} frames, {} tracks; results in {}",
         ids.len(),
         save_dir.display()
     );
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -86,6 +86,7 @@ pub mod train;
 mod unique_keys;
 pub mod val_metrics;
 mod variant;
+pub mod video;
 
 pub use detector::{
     imgsz_from_metadata, names_from_metadata, Detection, Detector, DetectorOptions, DEFAULT_IMGSZ,

@@ -1,0 +1,89 @@
+use serde::Deserialize;
+
+use super::{input_args, tool};
+use crate::{Error, Result};
+
+/// What a video source holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoInfo {
+    /// Frame width in pixels.
+    pub width: usize,
+    /// Frame height in pixels.
+    pub height: usize,
+    /// Frames per second (the stream's average rate; 30 when it gives none).
+    pub fps: f64,
+    /// Frames the container declares, when it does (streams and some formats do not).
+    pub frames: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    streams: Vec<Stream>,
+}
+
+#[derive(Deserialize)]
+struct Stream {
+    width: Option<usize>,
+    height: Option<usize>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
+    nb_frames: Option<String>,
+}
+
+fn rate(text: Option<&str>) -> Option<f64> {
+    let (num, den) = text?.split_once('/')?;
+    let (num, den): (f64, f64) = (num.parse().ok()?, den.parse().ok()?);
+    (num > 0.0 && den > 0.0).then_some(num / den)
+}
+
+/// The first video stream of `source` (a file, URL or webcam), read with `ffprobe`.
+pub fn probe(source: &str) -> Result<VideoInfo> {
+    let fail = |why: String| Error::Data(format!("{source}: {why}"));
+    let mut cmd = tool("ffprobe")?;
+    let mut args = input_args(source);
+    let input = args.pop().unwrap_or_default();
+    args.pop();
+    cmd.args(&args)
+        .args(["-select_streams", "v:0", "-show_entries"])
+        .arg("stream=width,height,avg_frame_rate,r_frame_rate,nb_frames")
+        .args(["-of", "json"])
+        .arg(input);
+    let out = cmd
+        .output()
+        .map_err(|e| fail(format!("running ffprobe: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr
+            .lines()
+            .last()
+            .unwrap_or("ffprobe failed")
+            .trim()
+            .to_string();
+        return Err(fail(format!("not a readable video ({why})")));
+    }
+    let probe: Probe =
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("ffprobe's answer: {e}")))?;
+    let Some(stream) = probe.streams.into_iter().next() else {
+        return Err(fail("no video stream".into()));
+    };
+    let (Some(width), Some(height)) = (stream.width, stream.height) else {
+        return Err(fail("the video stream has no frame size".into()));
+    };
+    let pixels = width.checked_mul(height).map(|p| p as u64);
+    if width == 0 || height == 0 || pixels.is_none_or(|p| p > crate::image_io::MAX_IMAGE_PIXELS) {
+        return Err(fail(format!("frame size {width}×{height} is out of range")));
+    }
+    let fps = rate(stream.avg_frame_rate.as_deref())
+        .or_else(|| rate(stream.r_frame_rate.as_deref()))
+        .unwrap_or(30.0);
+    Ok(VideoInfo {
+        width,
+        height,
+        fps,
+        frames: stream
+            .nb_frames
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0),
+    })
+}
