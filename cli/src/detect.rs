@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use rtdetr::{Detection, Detector, DetectorOptions};
 use serde::Serialize;
 
@@ -171,12 +171,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    // Folders are searched for images; videos are named one by one.
-    let (videos, image_sources): (Vec<String>, Vec<String>) = args
-        .sources
-        .iter()
-        .cloned()
-        .partition(|s| rtdetr::video::is_video_source(s) && !Path::new(s).is_dir());
+    let (mut videos, mut image_sources) = (Vec::new(), Vec::new());
+    for source in &args.sources {
+        let path = Path::new(source);
+        if path.is_dir() {
+            let found = rtdetr::video::find_videos(path)
+                .with_context(|| format!("reading folder {}", path.display()))?;
+            let has_images = !rtdetr::image_io::find_images(path)?.is_empty();
+            if found.is_empty() && !has_images {
+                bail!("{source}: no images or videos in this folder");
+            }
+            videos.extend(found.iter().map(|p| p.display().to_string()));
+            if has_images {
+                image_sources.push(source.clone());
+            }
+        } else if rtdetr::video::is_video_source(source) {
+            videos.push(source.clone());
+        } else {
+            image_sources.push(source.clone());
+        }
+    }
     let images = match image_sources.is_empty() {
         true => Vec::new(),
         false => sources::expand(&image_sources)?,

@@ -146,3 +146,18 @@ fn track_follows_a_video() {
     assert!(lines[7]["time_s"].as_f64().unwrap() > 0.6);
     assert_eq!(count_frames(&out.join("clip.mp4")), 8);
 }
+
+#[test]
+fn a_folder_gives_its_images_and_its_videos() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("mixed");
+    std::fs::create_dir(&folder).unwrap();
+    clip(&folder, "clip.mp4", 3);
+    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/data/detect/e2e.png");
+    std::fs::copy(png, folder.join("still.png")).unwrap();
+    let out = dir.path().join("out");
+    let run = rtdetr(&["detect"], &folder, &out);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(count_frames(&out.join("clip.mp4")), 3);
+    assert!(out.join("still.png").exists());
+}

@@ -12,7 +12,7 @@ mod verify;
 mod walk;
 
 pub use verify::verify_image;
-pub use walk::{find_images, has_image_extension, IMAGE_EXTENSIONS};
+pub use walk::{find_files, find_images, has_image_extension, IMAGE_EXTENSIONS};
 
 /// The most pixels an image may have (2^28, e.g. 16384 × 16384): decoding takes up to 8 bytes a
 /// pixel (16-bit RGBA) before it is resized, and the header says the size before any of it is

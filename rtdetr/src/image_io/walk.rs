@@ -18,14 +18,20 @@ pub fn has_image_extension(path: &Path) -> bool {
 /// repeats images nor recurses forever; only regular files count (a FIFO or device named
 /// `x.png` would block its reader).
 pub fn find_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    find_files(dir, &has_image_extension)
+}
+
+/// The regular files under `dir` that `wanted` accepts, walked as [`find_images`] walks.
+pub fn find_files(dir: &Path, wanted: &dyn Fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let (mut folders, mut files) = (HashSet::new(), HashSet::new());
-    walk(dir, &mut folders, &mut files, &mut out)?;
+    walk(dir, wanted, &mut folders, &mut files, &mut out)?;
     Ok(out)
 }
 
 fn walk(
     dir: &Path,
+    wanted: &dyn Fn(&Path) -> bool,
     folders: &mut HashSet<PathBuf>,
     files: &mut HashSet<PathBuf>,
     out: &mut Vec<PathBuf>,
@@ -43,9 +49,8 @@ fn walk(
             continue;
         };
         if meta.is_dir() {
-            walk(&path, folders, files, out)?;
-        } else if meta.is_file() && has_image_extension(&path) && files.insert(path.canonicalize()?)
-        {
+            walk(&path, wanted, folders, files, out)?;
+        } else if meta.is_file() && wanted(&path) && files.insert(path.canonicalize()?) {
             out.push(path);
         }
     }

@@ -35,11 +35,20 @@ pub fn is_video_source(source: &str) -> bool {
     .iter()
     .any(|p| lower.starts_with(p));
     let webcam = source.parse::<u32>().is_ok() || source.starts_with("/dev/video");
-    let file = Path::new(&lower)
-        .extension()
+    stream || webcam || has_video_extension(Path::new(source))
+}
+
+/// Whether `path` has one of [`VIDEO_EXTENSIONS`].
+pub fn has_video_extension(path: &Path) -> bool {
+    path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e));
-    stream || webcam || file
+        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The video files under `dir`, recursively and sorted, walked as
+/// [`find_images`](crate::image_io::find_images) walks.
+pub fn find_videos(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    crate::image_io::find_files(dir, &has_video_extension)
 }
 
 /// Whether this build reads and writes video (the `video` feature).
