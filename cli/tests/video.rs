@@ -161,3 +161,37 @@ fn a_folder_gives_its_images_and_its_videos() {
     assert_eq!(count_frames(&out.join("clip.mp4")), 3);
     assert!(out.join("still.png").exists());
 }
+
+/// Serves `body` over HTTP on a loopback port to every request, as a stream source.
+fn serve(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|_| stream.write_all(&body));
+        }
+    });
+    format!("http://{addr}/clip.mp4")
+}
+
+#[test]
+fn an_http_stream_is_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = clip(dir.path(), "clip.mp4", 5);
+    let url = serve(std::fs::read(&video).unwrap());
+    let out = dir.path().join("out");
+    let run = rtdetr(&["detect"], Path::new(&url), &out);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(json_lines(&out.join("stream.jsonl")).len(), 5);
+    assert_eq!(count_frames(&out.join("stream.mp4")), 5);
+}
