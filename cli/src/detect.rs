@@ -125,7 +125,7 @@ fn class_names(args: &Args) -> anyhow::Result<Option<Vec<String>>> {
 
 /// A stem for `source` unique within the run (`bus`, then `bus_1`, ...), shared by its annotated
 /// image, its label file and its COCO image id.
-fn unique_stem(source: &Path, taken: &mut HashSet<String>) -> String {
+pub(crate) fn unique_stem(source: &Path, taken: &mut HashSet<String>) -> String {
     let stem = source
         .file_stem()
         .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());

@@ -78,7 +78,8 @@ struct FrameRow<'a> {
 // One per run: the size of the video variant does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Frames {
-    Images(Vec<PathBuf>),
+    /// The frames, and the names their annotated copies took (equal names get `_1`, `_2`, ...).
+    Images(Vec<PathBuf>, std::collections::HashSet<String>),
     #[cfg(feature = "video")]
     Video {
         reader: rtdetr::video::VideoReader,
@@ -101,7 +102,10 @@ impl Frames {
             [one] if rtdetr::video::is_video_source(one) && !Path::new(one).is_dir() => {
                 Self::video(one, args, save_dir)
             }
-            sources => Ok(Frames::Images(sources::expand(sources)?)),
+            sources => Ok(Frames::Images(
+                sources::expand(sources)?,
+                Default::default(),
+            )),
         }
     }
 
@@ -135,7 +139,7 @@ impl Frames {
 
     fn len(&self) -> Option<u64> {
         match self {
-            Frames::Images(paths) => Some(paths.len() as u64),
+            Frames::Images(paths, _) => Some(paths.len() as u64),
             #[cfg(feature = "video")]
             Frames::Video { reader, stride, .. } => {
                 reader.info().frames.map(|n| n.div_ceil(*stride as u64))
@@ -145,7 +149,7 @@ impl Frames {
 
     fn next(&mut self, done: usize) -> anyhow::Result<Option<Frame>> {
         match self {
-            Frames::Images(paths) => {
+            Frames::Images(paths, _) => {
                 let Some(path) = paths.get(done) else {
                     return Ok(None);
                 };
@@ -185,12 +189,11 @@ impl Frames {
         save_dir: &Path,
     ) -> anyhow::Result<()> {
         match self {
-            Frames::Images(_) => {
+            Frames::Images(_, taken) => {
                 let path = frame.image.as_ref().expect("a sequence frame has a file");
-                let name = path
-                    .file_name()
-                    .map_or_else(|| format!("{}.png", frame.index).into(), |n| n.to_owned());
-                output::write_image(&save_dir.join(name), canvas)?;
+                let stem = crate::detect::unique_stem(path, taken);
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("png");
+                output::write_image(&save_dir.join(format!("{stem}.{ext}")), canvas)?;
             }
             #[cfg(feature = "video")]
             Frames::Video { writer, .. } => {

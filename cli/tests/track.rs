@@ -58,6 +58,34 @@ fn a_still_scene_keeps_its_track_ids() {
 }
 
 #[test]
+fn frames_of_equal_names_keep_their_own_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::copy(
+            fixture("detect/e2e.png"),
+            dir.path().join(sub).join("frame.png"),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_rtdetr"))
+        .arg("track")
+        .args([dir.path().join("a"), dir.path().join("b")])
+        .arg("--weights")
+        .arg(fixture("detector_tiny.weights.safetensors"))
+        .args(["--imgsz", "256", "--save-dir", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.join("frame.png").exists() && out.join("frame_1.png").exists());
+}
+
+#[test]
 fn a_tracker_file_of_another_kind_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = dir.path().join("botsort.yaml");
