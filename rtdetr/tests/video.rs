@@ -183,3 +183,44 @@ fn sources_that_are_video() {
         assert!(!is_video_source(s), "{s}");
     }
 }
+
+#[test]
+fn a_rotated_video_comes_back_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("square.mkv");
+    make_clip(&clip);
+    // A phone video: the same frames with a quarter-turn display rotation in the container
+    // (ffmpeg 5.1 sets it only when copying a stream).
+    let upright = dir.path().join("upright.mp4");
+    let rotated = dir.path().join("rotated.mp4");
+    let steps: [(&Path, &[&str], &Path); 2] = [
+        (&clip, &["-c:v", "libx264", "-qp", "0"], &upright),
+        (
+            &upright,
+            &["-c", "copy", "-metadata:s:v:0", "rotate=90"],
+            &rotated,
+        ),
+    ];
+    for (input, codec, output) in steps {
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-i"])
+            .arg(input)
+            .args(codec)
+            .arg(output)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let info = probe(rotated.to_str().unwrap()).unwrap();
+    assert_eq!((info.width, info.height), (H as usize, W as usize));
+    let mut reader = VideoReader::open(rotated.to_str().unwrap()).unwrap();
+    let first = reader.next_frame().unwrap().unwrap();
+    assert_eq!(first.dimensions(), (H, W));
+    // A rotation of 90 turns the frame a quarter counter-clockwise: the square near the left
+    // edge, at (9.5, 25.5), ends near the bottom, at (25.5, 95 − 9.5).
+    let (cx, cy) = centre(&first);
+    assert!(
+        (cx - 25.5).abs() < 1.0 && (cy - 85.5).abs() < 1.0,
+        "{cx}, {cy}"
+    );
+}

@@ -6,7 +6,7 @@ use crate::{Error, Result};
 /// What a video source holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoInfo {
-    /// Frame width in pixels.
+    /// Width of the frames as decoded, upright (a phone video's rotation applied), in pixels.
     pub width: usize,
     /// Frame height in pixels.
     pub height: usize,
@@ -29,6 +29,29 @@ struct Stream {
     avg_frame_rate: Option<String>,
     r_frame_rate: Option<String>,
     nb_frames: Option<String>,
+    #[serde(default)]
+    side_data_list: Vec<SideData>,
+    #[serde(default)]
+    tags: Tags,
+}
+
+#[derive(Deserialize)]
+struct SideData {
+    rotation: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+struct Tags {
+    rotate: Option<String>,
+}
+
+impl Stream {
+    /// The display rotation in degrees (a display matrix, or the older `rotate` tag).
+    fn rotation(&self) -> f64 {
+        let matrix = self.side_data_list.iter().find_map(|d| d.rotation);
+        let tag = self.tags.rotate.as_deref().and_then(|r| r.parse().ok());
+        matrix.or(tag).unwrap_or(0.0)
+    }
 }
 
 fn rate(text: Option<&str>) -> Option<f64> {
@@ -46,7 +69,7 @@ pub fn probe(source: &str) -> Result<VideoInfo> {
     args.pop();
     cmd.args(&args)
         .args(["-select_streams", "v:0", "-show_entries"])
-        .arg("stream=width,height,avg_frame_rate,r_frame_rate,nb_frames")
+        .arg("stream=width,height,avg_frame_rate,r_frame_rate,nb_frames:stream_side_data=rotation:stream_tags=rotate")
         .args(["-of", "json"])
         .arg(input);
     let out = cmd
@@ -69,6 +92,13 @@ pub fn probe(source: &str) -> Result<VideoInfo> {
     };
     let (Some(width), Some(height)) = (stream.width, stream.height) else {
         return Err(fail("the video stream has no frame size".into()));
+    };
+    // ffmpeg turns frames upright when it decodes them: a quarter turn swaps the sides.
+    let quarter = (stream.rotation().rem_euclid(180.0) - 90.0).abs() < 1.0;
+    let (width, height) = if quarter {
+        (height, width)
+    } else {
+        (width, height)
     };
     let pixels = width.checked_mul(height).map(|p| p as u64);
     if width == 0 || height == 0 || pixels.is_none_or(|p| p > crate::image_io::MAX_IMAGE_PIXELS) {
