@@ -163,22 +163,17 @@ impl Frames {
                 }))
             }
             #[cfg(feature = "video")]
-            Frames::Video { reader, stride, .. } => loop {
-                let Some(frame) = reader.next_frame()? else {
+            Frames::Video { reader, stride, .. } => {
+                let Some((index, frame)) = reader.next_strided(*stride)? else {
                     return Ok(None);
                 };
-                let index = reader.frames_read() as usize - 1;
-                if index.is_multiple_of(*stride) {
-                    let time_s = Some(index as f64 / reader.info().fps);
-                    let pixels = image::DynamicImage::ImageRgb8(frame);
-                    return Ok(Some(Frame {
-                        index,
-                        image: None,
-                        time_s,
-                        pixels,
-                    }));
-                }
-            },
+                Ok(Some(Frame {
+                    index: index as usize,
+                    image: None,
+                    time_s: Some(index as f64 / reader.info().fps),
+                    pixels: image::DynamicImage::ImageRgb8(frame),
+                }))
+            }
         }
     }
 

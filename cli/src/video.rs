@@ -82,7 +82,7 @@ pub fn detect(
             .with_context(|| format!("creating {}", partial.display()))?,
     );
     let progress = match info.frames {
-        Some(n) => indicatif::ProgressBar::new(n),
+        Some(n) => indicatif::ProgressBar::new(n.div_ceil(outputs.stride as u64)),
         None => indicatif::ProgressBar::new_spinner(),
     };
     progress.set_style(
@@ -95,20 +95,17 @@ pub fn detect(
     let mut pending: Vec<(u64, image::RgbImage)> = Vec::with_capacity(outputs.batch);
     let mut failure = None;
     loop {
-        let next = match reader.next_frame() {
+        let next = match reader.next_strided(outputs.stride) {
             Ok(frame) => frame,
             Err(e) => {
                 failure = Some(e);
                 None
             }
         };
-        let index = reader.frames_read().saturating_sub(1);
         let at_end = next.is_none();
         if let Some(frame) = next {
             progress.inc(1);
-            if index.is_multiple_of(outputs.stride as u64) {
-                pending.push((index, frame));
-            }
+            pending.push(frame);
         }
         if pending.len() < outputs.batch && !at_end {
             continue;

@@ -362,12 +362,8 @@ fn distances(arena: &[STrack], tracks: &[usize], dets: &[STrack], fuse: bool) ->
 /// `remove_duplicate_stracks`: of a tracked and a lost track overlapping by IoU > 0.85, the one
 /// tracked for fewer frames goes.
 fn remove_duplicates(arena: &[STrack], a: Vec<usize>, b: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
-    let d = distances(
-        arena,
-        &a,
-        &b.iter().map(|&i| arena[i].clone()).collect::<Vec<_>>(),
-        false,
-    );
+    let boxes = |list: &[usize]| list.iter().map(|&i| arena[i].xyxy()).collect::<Vec<_>>();
+    let d = iou_distance(&boxes(&a), &boxes(&b));
     let (mut drop_a, mut drop_b) = (HashSet::new(), HashSet::new());
     for (p, &ia) in a.iter().enumerate() {
         for (q, &ib) in b.iter().enumerate() {

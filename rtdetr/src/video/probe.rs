@@ -64,14 +64,10 @@ fn rate(text: Option<&str>) -> Option<f64> {
 pub fn probe(source: &str) -> Result<VideoInfo> {
     let fail = |why: String| Error::Data(format!("{source}: {why}"));
     let mut cmd = tool("ffprobe")?;
-    let mut args = input_args(source);
-    let input = args.pop().unwrap_or_default();
-    args.pop();
-    cmd.args(&args)
-        .args(["-select_streams", "v:0", "-show_entries"])
+    cmd.args(["-select_streams", "v:0", "-show_entries"])
         .arg("stream=width,height,avg_frame_rate,r_frame_rate,nb_frames:stream_side_data=rotation:stream_tags=rotate")
         .args(["-of", "json"])
-        .arg(input);
+        .args(input_args(source));
     let out = cmd
         .output()
         .map_err(|e| fail(format!("running ffprobe: {e}")))?;

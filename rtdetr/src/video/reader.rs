@@ -120,6 +120,21 @@ impl VideoReader {
     }
 }
 
+impl VideoReader {
+    /// The next frame whose index (from 0) is a multiple of `stride`, with that index; the
+    /// frames between are decoded and dropped (`--vid-stride`).
+    pub fn next_strided(&mut self, stride: usize) -> Result<Option<(u64, RgbImage)>> {
+        let stride = stride.max(1) as u64;
+        while let Some(frame) = self.next_frame()? {
+            let index = self.read - 1;
+            if index.is_multiple_of(stride) {
+                return Ok(Some((index, frame)));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Drop for VideoReader {
     fn drop(&mut self) {
         if !self.done {
