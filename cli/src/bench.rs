@@ -33,6 +33,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Float type of the forward pass: f32, or bf16 (on the CPU: the stride-1 convolutions
+    /// multiply bf16 operands on AMX tiles, the rest stays f32; on CUDA: bf16 weights).
+    #[arg(long, default_value = "f32", value_parser = crate::flags::dtype)]
+    dtype: DType,
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -153,13 +157,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             crate::bench_train::time_steps(&cfg, args.batch, args.imgsz, args.iters, &dev)?;
         return report(&args, "train", &cfg, &dev, &mut times, (None, None, vec![]));
     }
+    let (stored, precision) = rtdetr::execution(&dev, args.dtype);
+    rtdetr::warn_if_emulated(precision);
+    rtdetr_ops::with_precision(precision, || time_eval(&args, &dev, stored, peak))
+}
+
+/// The eval half of [`run`], in the precision it is called with.
+fn time_eval(
+    args: &Args,
+    dev: &candle::Device,
+    stored: DType,
+    peak: Option<f64>,
+) -> anyhow::Result<()> {
     let model = match &args.weights {
-        Some(path) => RtDetr::load(path, &dev, None, None)?,
+        Some(path) => RtDetr::load_as(path, dev, stored, None, None)?,
         None => {
             let variant: Variant = args.variant.parse()?;
             let cfg = ModelConfig::new(variant, args.nc);
             let varmap = VarMap::new();
-            RtDetr::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+            RtDetr::new(&cfg, VarBuilder::from_varmap(&varmap, stored, dev))?;
             // Plain tensors, as loaded weights are: variables would make every op record a graph.
             let tensors = varmap
                 .data()
@@ -168,13 +184,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
                 .collect();
-            let mut model = RtDetr::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &dev))?;
+            let mut model = RtDetr::new(&cfg, VarBuilder::from_tensors(tensors, stored, dev))?;
             model.set_fused(true)?;
             model
         }
     };
     let cfg = model.config().clone();
-    let xs = Tensor::rand(0f32, 1., (args.batch, 3, args.imgsz, args.imgsz), &dev)?;
+    let xs =
+        Tensor::rand(0f32, 1., (args.batch, 3, args.imgsz, args.imgsz), dev)?.to_dtype(stored)?;
     model.forward_t(&xs, false)?;
     dev.synchronize()?;
     let mut times = Vec::with_capacity(args.iters);
@@ -204,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             decoder,
         }
     });
-    report(&args, "eval", &cfg, &dev, &mut times, (parts, peak, layers))
+    report(args, "eval", &cfg, dev, &mut times, (parts, peak, layers))
 }
 
 /// Prints the figures of `times` (and writes them with `--json`).

@@ -80,6 +80,15 @@ pub fn positive_real(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A float type for inference: `f32` or `bf16`.
+pub fn dtype(s: &str) -> Result<candle::DType, String> {
+    match s {
+        "f32" => Ok(candle::DType::F32),
+        "bf16" => Ok(candle::DType::BF16),
+        _ => Err("f32 or bf16".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

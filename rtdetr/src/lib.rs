@@ -80,6 +80,7 @@ mod load;
 mod manifest;
 mod model;
 pub mod postprocess;
+mod precision;
 pub mod preprocess;
 #[cfg(feature = "train")]
 pub mod train;
@@ -102,6 +103,7 @@ pub use load::{
 };
 pub use manifest::{Entry, Manifest};
 pub use model::{ModelConfig, ModelOutput, RtDetr};
+pub use precision::{execution, warn_if_emulated, Precision};
 pub use rtdetr_onnx::{self as onnx, Sampler};
 pub use variant::Variant;
 

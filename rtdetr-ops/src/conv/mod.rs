@@ -2,6 +2,8 @@
 //! [`depthwise_conv2d`], a matrix product for 1×1 stride-1 convolutions, banded unfold + gemm for
 //! other full convolutions on the CPU ([`conv2d_unfolded`]), or candle's conv2d.
 
+mod amx;
+mod bf16;
 mod block;
 mod depthwise;
 mod geometry;
@@ -14,6 +16,8 @@ use crate::activation::{bias_act, Epilogue};
 
 pub use depthwise::depthwise_conv2d;
 pub use unfold::conv2d_unfolded;
+
+pub(crate) use amx::available as amx_available;
 
 /// `F.conv2d(xs, weight, stride=stride, padding=padding, groups=groups)` without bias.
 ///
@@ -80,8 +84,13 @@ pub fn conv2d_bias_act(
             (2 * b * c_out * oh * ow * per_group * kh * kw) as u64,
         )
     };
+    let bf16 = crate::precision::precision() == crate::Precision::Bf16
+        && !depthwise
+        && bf16::takes(stride, groups);
     crate::profile::timed(describe, || {
-        if depthwise {
+        if bf16 {
+            bf16::conv2d_bias_act_bf16(xs, weight, padding, epilogue)
+        } else if depthwise {
             depthwise::depthwise_fused(xs, weight, stride, padding, epilogue)
         } else if (kh, kw, stride, padding, groups) == (1, 1, 1, 0, 1) {
             pointwise::pointwise_fused(xs, weight, epilogue)
@@ -125,7 +134,11 @@ pub fn pointwise_per_image_bias_act(
         )
     };
     crate::profile::timed(describe, || {
-        pointwise::pointwise_fused(xs, weights, epilogue)
+        if crate::precision::precision() == crate::Precision::Bf16 {
+            bf16::conv2d_bias_act_bf16(xs, weights, 0, epilogue)
+        } else {
+            pointwise::pointwise_fused(xs, weights, epilogue)
+        }
     })
 }
 
