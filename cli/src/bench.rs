@@ -33,7 +33,7 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Float type of the forward pass: f32, or bf16 (on the CPU: the stride-1 convolutions
+    /// Float type of the forward pass: f32, or bf16 (on the CPU: the full convolutions
     /// multiply bf16 operands on AMX tiles, the rest stays f32; on CUDA: bf16 weights).
     #[arg(long, default_value = "f32", value_parser = crate::flags::dtype)]
     dtype: DType,

@@ -2,7 +2,7 @@ use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
 use rtdetr_onnx::GraphBuilder;
-use rtdetr_ops::{conv2d, conv2d_bias_act, pointwise_per_image_bias_act, BatchNorm2d};
+use rtdetr_ops::{conv2d, conv2d_bias_act, pointwise_gated_bias_act, BatchNorm2d};
 
 /// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
 /// norm and `2` SiLU or identity.
@@ -71,8 +71,8 @@ impl ConvBnAct {
     }
 
     /// Evaluation of a folded 1×1 convolution on `xs` scaled per image and input channel by
-    /// `gate`, without materialising the scaled input: the gate scales the weight's columns
-    /// instead (`W·diag(g_b)` for image b). `None` when the layer is not a folded 1×1 convolution.
+    /// `gate`, without materialising the scaled input ([`pointwise_gated_bias_act`]). `None` when
+    /// the layer is not a folded 1×1 convolution.
     ///
     /// # Shapes
     /// `xs: [B, C_in, H, W]`, `gate: [B, C_in]` → `[B, C_out, H, W]`
@@ -80,15 +80,11 @@ impl ConvBnAct {
         let Some((weight, bias)) = &self.folded else {
             return Ok(None);
         };
-        let (c_out, c_in, kh, kw) = weight.dims4()?;
+        let (_, _, kh, kw) = weight.dims4()?;
         if (kh, kw, self.stride, self.groups) != (1, 1, 1, 1) {
             return Ok(None);
         }
-        let b = xs.dim(0)?;
-        let weights = weight
-            .reshape((1, c_out, c_in))?
-            .broadcast_mul(&gate.reshape((b, 1, c_in))?)?;
-        pointwise_per_image_bias_act(xs, &weights, bias, self.silu).map(Some)
+        pointwise_gated_bias_act(xs, weight, gate, bias, self.silu).map(Some)
     }
 
     /// The stride.

@@ -54,7 +54,10 @@ mod topk;
 mod upsample;
 
 pub use activation::bias_act;
-pub use conv::{conv2d, conv2d_bias_act, depthwise_conv2d, pointwise_per_image_bias_act};
+pub use conv::{
+    conv2d, conv2d_bias_act, depthwise_conv2d, pointwise_gated_bias_act,
+    pointwise_per_image_bias_act,
+};
 pub use ms_deform::{ms_deform_sample, sample_bilinear};
 pub use norm::{BatchNorm2d, LayerNorm, BN_EPS, BN_MOMENTUM};
 pub use precision::{with_precision, Precision};

@@ -10,7 +10,7 @@ pub enum Precision {
     #[default]
     F32,
     /// Operands rounded to bf16, products summed in f32 (AMX tiles where the CPU has them):
-    /// stride-1 full convolutions in evaluation; everything else stays f32.
+    /// full convolutions (`groups = 1`) in evaluation; everything else stays f32.
     Bf16,
 }
 

@@ -5,7 +5,7 @@ use candle::{DType, Device};
 pub use rtdetr_ops::Precision;
 
 /// `(stored, multiplied)` for a model asked to run in `dtype` on `device`. On the CPU, bf16
-/// keeps weights and activations in f32 and multiplies the stride-1 convolutions with bf16
+/// keeps weights and activations in f32 and multiplies the full convolutions with bf16
 /// operands (AMX tiles where the CPU has them), as `torch.autocast("cpu", torch.bfloat16)` runs
 /// convolutions; elsewhere the weights themselves are converted to `dtype`.
 pub fn execution(device: &Device, dtype: DType) -> (DType, Precision) {

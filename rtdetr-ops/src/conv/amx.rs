@@ -1,4 +1,4 @@
-//! Intel AMX bf16 tiles (`tdpbf16ps`) for stride-1 convolutions: the products of bf16 operands
+//! Intel AMX bf16 tiles (`tdpbf16ps`) for full convolutions: the products of bf16 operands
 //! summed in f32, 16 output channels × 16 pixels per tile, four tiles at a time.
 //!
 //! Written by hand: no maintained Rust crate multiplies on AMX (gemm 0.17 has f32, f64 and f16
@@ -8,8 +8,8 @@
 //!
 //! Layouts (`u16` = bf16 bits):
 //! - weights: `[m_blocks][taps][c_blocks][16 rows][32 channels]`, one 1 KiB tile per block;
-//! - input: `[c_blocks · 16 channel pairs][pixels][2]` (VNNI), so that 16 pairs of 16
-//!   consecutive pixels are one tile read with the pair stride as its row stride;
+//! - input: `[c_blocks · 16 channel pairs][pixels]` words of two bf16 (VNNI), so that 16 pairs
+//!   of 16 consecutive pixels are one tile read with the pair stride as its row stride;
 //! - a tap is a pixel offset into the (padded) input, a pixel tile the input pixel of its first
 //!   output pixel's window: the convolution is summed without unfolding anything.
 
@@ -79,7 +79,7 @@ pub(crate) struct PixelTile {
 /// One image's operands in the tile layouts of the module doc.
 pub(crate) struct Operands<'a> {
     pub weights: &'a [u16],
-    pub input: &'a [u16],
+    pub input: &'a [u32],
     /// Pixels between consecutive channel pairs of `input`.
     pub pair_stride: usize,
     /// Pixel offset of each tap, in the order of the weights' tap blocks.
@@ -99,7 +99,7 @@ impl Operands<'_> {
             + self.taps.iter().max().copied().unwrap_or(0)
             + TILE_ROWS;
         let pairs = self.c_blocks * TILE_ROWS;
-        assert!(self.input.len() >= 2 * ((pairs - 1) * self.pair_stride + last_pixel));
+        assert!(self.input.len() >= (pairs - 1) * self.pair_stride + last_pixel);
     }
 }
 
@@ -178,10 +178,10 @@ mod kernel {
         let w1 = w0.add(per_m_block);
         let input = ops.input.as_ptr();
         let pair_bytes = 4 * ops.pair_stride;
-        let block_pairs = TILE_ROWS * ops.pair_stride * 2;
+        let block_pairs = TILE_ROWS * ops.pair_stride;
         let mut w = 0;
         for &tap in ops.taps {
-            let (mut b0, mut b1) = (input.add(2 * (p0 + tap)), input.add(2 * (p1 + tap)));
+            let (mut b0, mut b1) = (input.add(p0 + tap), input.add(p1 + tap));
             for _ in 0..ops.c_blocks {
                 asm!(
                     "tileloadd tmm4, [{w0} + {s64}*1]",

@@ -1,6 +1,6 @@
-//! Stride-1 convolutions (any kernel size and padding; 1×1 with a weight per image too) with
-//! bf16 operands and f32 sums, for evaluation: the input converted once into the padded channel-
-//! pair layout of [`amx`], the weights packed into tiles, the bias and activation applied to each
+//! Full convolutions (any kernel size, stride and padding; 1×1 with a weight per image too)
+//! with bf16 operands and f32 sums, for evaluation: the input converted once into the padded
+//! channel-pair layout of [`amx`] (split into phase planes when strided), the weights packed into tiles, the bias and activation applied to each
 //! 32 × 32 block as it leaves the tiles. Where the CPU has no AMX the operands are rounded to
 //! bf16 and run through the f32 kernels: the same numbers, slower than f32
 //! ([`crate::precision::bf16_is_native`] tells which).
@@ -8,12 +8,17 @@
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
 use super::amx::{self, bf16_bits, Operands, PixelTile, TILE_DEPTH, TILE_ROWS};
 use crate::activation::Epilogue;
 use crate::cpu::cpu_slice;
 
-/// A stride-1 convolution in bf16 on AMX tiles.
+/// Jobs per thread of one image's pixel tiles: fewer jobs reuse each weight tile over more
+/// pixels, more balance the threads.
+const JOBS_PER_THREAD: usize = 8;
+
+/// A full convolution in bf16 on AMX tiles.
 struct ConvBf16 {
     b: usize,
     c: usize,
@@ -22,8 +27,13 @@ struct ConvBf16 {
     c_out: usize,
     kh: usize,
     kw: usize,
+    stride: usize,
     padding: usize,
-    weight_per_image: bool,
+    /// `[B, C]` factors of the input channels (a squeeze-excitation gate), applied while the
+    /// input is converted.
+    gate: Option<Vec<f32>>,
+    /// The weight tensor, whose packed tiles [`packed_weights`] keeps.
+    weight_id: candle::TensorId,
     epilogue: Epilogue,
 }
 
@@ -34,7 +44,18 @@ impl ConvBf16 {
 
     fn out_size(&self) -> (usize, usize) {
         let (hp, wp) = self.padded();
-        (hp + 1 - self.kh, wp + 1 - self.kw)
+        (
+            (hp - self.kh) / self.stride + 1,
+            (wp - self.kw) / self.stride + 1,
+        )
+    }
+
+    /// The size of each of the `stride²` phase planes that the padded input is split into:
+    /// phase `(ry, rx)` holds the padded pixels `(y, x)` with `y % s = ry`, `x % s = rx`, so that
+    /// a strided convolution reads consecutive pixels of one phase per tap.
+    fn phase(&self) -> (usize, usize) {
+        let (hp, wp) = self.padded();
+        (hp.div_ceil(self.stride), wp.div_ceil(self.stride))
     }
 
     fn c_blocks(&self) -> usize {
@@ -45,20 +66,24 @@ impl ConvBf16 {
         self.c_out.div_ceil(2 * TILE_ROWS) * 2
     }
 
-    /// The taps' pixel offsets into the padded plane, row-major over the kernel.
+    /// The taps' pixel offsets (phase plane, then row and column in it), row-major over the
+    /// kernel.
     fn taps(&self) -> Vec<usize> {
-        let wp = self.padded().1;
+        let (s, (hq, wq)) = (self.stride, self.phase());
         (0..self.kh)
-            .flat_map(|ky| (0..self.kw).map(move |kx| ky * wp + kx))
+            .flat_map(|ky| {
+                (0..self.kw)
+                    .map(move |kx| ((ky % s) * s + kx % s) * hq * wq + (ky / s) * wq + kx / s)
+            })
             .collect()
     }
 
     /// The output in tiles of 16 pixels: along each output row, or along the whole plane when
-    /// input and output pixels coincide (1×1, no padding).
+    /// input and output pixels coincide (1×1, stride 1, no padding).
     fn pixel_tiles(&self) -> Vec<PixelTile> {
         let (oh, ow) = self.out_size();
-        let wp = self.padded().1;
-        if (self.kh, self.kw, self.padding) == (1, 1, 0) {
+        let wq = self.phase().1;
+        if (self.kh, self.kw, self.padding, self.stride) == (1, 1, 0, 1) {
             let plane = oh * ow;
             return (0..plane)
                 .step_by(TILE_ROWS)
@@ -72,7 +97,7 @@ impl ConvBf16 {
         (0..oh)
             .flat_map(|oy| {
                 (0..ow).step_by(TILE_ROWS).map(move |ox| PixelTile {
-                    input: oy * wp + ox,
+                    input: oy * wq + ox,
                     output: oy * ow + ox,
                     len: TILE_ROWS.min(ow - ox),
                 })
@@ -80,42 +105,71 @@ impl ConvBf16 {
             .collect()
     }
 
-    /// Pixels per channel pair in the converted input, the last pair followed by room for the
-    /// reads of the last tiles past the plane (their dropped pixels).
+    /// Pixels per channel pair in the converted input: its phase planes, one after the other.
     fn pair_stride(&self) -> usize {
-        let (hp, wp) = self.padded();
-        hp * wp
+        let (hq, wq) = self.phase();
+        self.stride * self.stride * hq * wq
     }
 
+    /// The converted input's length: the last pair followed by room for the reads of the last
+    /// tiles past its end (their dropped pixels).
     fn input_len(&self) -> usize {
         let pairs = self.c_blocks() * TILE_ROWS;
-        2 * (pairs * self.pair_stride() + self.padded().1 + TILE_ROWS)
+        pairs * self.pair_stride() + self.phase().1 + TILE_ROWS
     }
 
-    /// One image `[C, H, W]` → zero-padded `[pairs][H + 2p][W + 2p][2]` bf16.
-    fn convert_input(&self, image: &[f32], out: &mut [u16]) {
-        let (plane, stride) = (self.h * self.w, self.pair_stride());
-        let (wp, p) = (self.padded().1, self.padding);
-        out.par_chunks_mut(2 * stride)
-            .take(self.c.div_ceil(2))
+    /// One image `[C, H, W]` → zero-padded `[pairs][phases][H_q][W_q]` words, each the bf16 of
+    /// an even channel (low half) and the next (high half), each times its `gate` factor.
+    /// Overwrites all of `out` that tiles of valid pixels read (it holds the previous call's
+    /// words).
+    fn convert_input(&self, image: &[f32], gate: Option<&[f32]>, out: &mut [u32]) {
+        let (plane, pair_stride) = (self.h * self.w, self.pair_stride());
+        let (s, p) = (self.stride, self.padding);
+        let (hq, wq) = self.phase();
+        let dense = (s, p) == (1, 0);
+        out.par_chunks_mut(pair_stride)
+            .take(self.c_blocks() * TILE_ROWS)
             .enumerate()
             .for_each(|(pair, dst)| {
+                if 2 * pair >= self.c {
+                    return dst.fill(0);
+                }
+                if !dense {
+                    dst.fill(0);
+                }
                 let first = &image[2 * pair * plane..][..plane];
                 let second = image.get((2 * pair + 1) * plane..(2 * pair + 2) * plane);
+                let factor = |c: usize| gate.and_then(|g| g.get(c)).copied().unwrap_or(1.0);
+                let scale = (factor(2 * pair), factor(2 * pair + 1));
                 for y in 0..self.h {
-                    let row = &mut dst[2 * ((y + p) * wp + p)..][..2 * self.w];
-                    let src = &first[y * self.w..][..self.w];
-                    match second {
-                        Some(second) => {
-                            let src2 = &second[y * self.w..][..self.w];
-                            for ((d, &a), &b) in row.chunks_exact_mut(2).zip(src).zip(src2) {
-                                d[0] = bf16_bits(a);
-                                d[1] = bf16_bits(b);
-                            }
+                    let (ry, qy) = ((y + p) % s, (y + p) / s);
+                    let first = &first[y * self.w..][..self.w];
+                    let second = second.map(|c| &c[y * self.w..][..self.w]);
+                    if s == 1 {
+                        convert_row(&mut dst[qy * wq + p..][..self.w], first, second, scale);
+                        continue;
+                    }
+                    for rx in 0..s {
+                        // The first input column whose padded column is in phase rx.
+                        let x0 = (rx + s - p % s) % s;
+                        if x0 >= self.w {
+                            continue;
                         }
-                        None => {
-                            for (d, &a) in row.chunks_exact_mut(2).zip(src) {
-                                d[0] = bf16_bits(a);
+                        let n = (self.w - x0).div_ceil(s);
+                        let at = ((ry * s + rx) * hq + qy) * wq + (x0 + p) / s;
+                        let row = &mut dst[at..][..n];
+                        let first = first[x0..].iter().step_by(s);
+                        match second {
+                            Some(second) => {
+                                let second = second[x0..].iter().step_by(s);
+                                for ((d, &a), &b) in row.iter_mut().zip(first).zip(second) {
+                                    *d = pair_word(a * scale.0, b * scale.1);
+                                }
+                            }
+                            None => {
+                                for (d, &a) in row.iter_mut().zip(first) {
+                                    *d = pair_word(a * scale.0, 0.0);
+                                }
                             }
                         }
                     }
@@ -156,25 +210,24 @@ impl ConvBf16 {
         let (plane, c_out) = (oh * ow, self.c_out);
         let taps = self.taps();
         let tiles = self.pixel_tiles();
-        let shared_weights = (!self.weight_per_image).then(|| self.pack_weights(weight));
+        let shape = [c_out, self.c, self.kh, self.kw];
+        let weights = packed_weights(self.weight_id, shape, || self.pack_weights(weight));
         let image_len = self.c * self.h * self.w;
-        let filters_len = c_out * self.c * self.kh * self.kw;
         let threads = candle::utils::get_num_threads();
-        let per_job = tiles.len().div_ceil(8 * threads).next_multiple_of(2).max(2);
+        let per_job = tiles
+            .len()
+            .div_ceil(JOBS_PER_THREAD * threads)
+            .next_multiple_of(2)
+            .max(2);
         let mut out = vec![0f32; self.b * c_out * plane];
-        let mut input = vec![0u16; self.input_len()];
+        let mut scratch = super::huge::scratch(self.input_len());
+        let input = scratch.as_mut_slice();
         for (image, out) in out.chunks_exact_mut(c_out * plane).enumerate() {
-            // Padding and the pairs past C keep the zeros of the allocation for every image.
-            self.convert_input(&xs[image * image_len..][..image_len], &mut input);
-            let own_weights = self
-                .weight_per_image
-                .then(|| self.pack_weights(&weight[image * filters_len..][..filters_len]));
+            let gate = self.gate.as_ref().map(|g| &g[image * self.c..][..self.c]);
+            self.convert_input(&xs[image * image_len..][..image_len], gate, &mut *input);
             let ops = Operands {
-                weights: own_weights
-                    .as_deref()
-                    .or(shared_weights.as_deref())
-                    .unwrap_or(&[]),
-                input: &input,
+                weights: &weights,
+                input: &*input,
                 pair_stride: self.pair_stride(),
                 taps: &taps,
                 c_blocks: self.c_blocks(),
@@ -189,8 +242,89 @@ impl ConvBf16 {
                 })
             });
         }
+        super::huge::keep(scratch);
         out
     }
+}
+
+/// The word of channels `a` (low half) and `b` (high half) of one pixel.
+#[inline(always)]
+fn pair_word(a: f32, b: f32) -> u32 {
+    bf16_bits(a) as u32 | (bf16_bits(b) as u32) << 16
+}
+
+/// `row[x] = pair_word(first[x]·g0, second[x]·g1)` (`second` zeros when absent).
+fn convert_row(row: &mut [u32], first: &[f32], second: Option<&[f32]>, scale: (f32, f32)) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { convert_row_avx512(row, first, second, scale) };
+    }
+    convert_row_portable(row, first, second, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn convert_row_avx512(
+    row: &mut [u32],
+    first: &[f32],
+    second: Option<&[f32]>,
+    scale: (f32, f32),
+) {
+    convert_row_portable(row, first, second, scale)
+}
+
+#[inline(always)]
+fn convert_row_portable(
+    row: &mut [u32],
+    first: &[f32],
+    second: Option<&[f32]>,
+    (g0, g1): (f32, f32),
+) {
+    match second {
+        Some(second) => {
+            for ((d, &a), &b) in row.iter_mut().zip(first).zip(second) {
+                *d = pair_word(a * g0, b * g1);
+            }
+        }
+        None => {
+            for (d, &a) in row.iter_mut().zip(first) {
+                *d = pair_word(a * g0, 0.0);
+            }
+        }
+    }
+}
+
+/// Packed weights by tensor (a tensor's id is never reused, and evaluation weights are not
+/// changed in place), up to [`PACKED_BYTES`]; past it the cache starts over.
+type PackedCache = std::collections::HashMap<(candle::TensorId, [usize; 4]), Arc<Vec<u16>>>;
+
+/// The most bytes of packed weights kept: the XL model's are about 0.5 GB.
+const PACKED_BYTES: usize = 1 << 30;
+
+fn packed_weights(
+    id: candle::TensorId,
+    shape: [usize; 4],
+    pack: impl FnOnce() -> Vec<u16>,
+) -> Arc<Vec<u16>> {
+    static CACHE: Mutex<Option<(PackedCache, usize)>> = Mutex::new(None);
+    let lock = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = lock()
+        .as_ref()
+        .and_then(|(map, _)| map.get(&(id, shape)).cloned())
+    {
+        return found;
+    }
+    let packed = Arc::new(pack());
+    let mut guard = lock();
+    let (map, bytes) = guard.get_or_insert_with(Default::default);
+    if *bytes + 2 * packed.len() > PACKED_BYTES {
+        map.clear();
+        *bytes = 0;
+    }
+    *bytes += 2 * packed.len();
+    map.insert((id, shape), packed.clone());
+    packed
 }
 
 /// Writes the channels `m0..m0 + 32` (those below `C_out`) of the pixel tiles `pair` from `block`
@@ -292,55 +426,85 @@ impl CustomOp2 for ConvBf16 {
     }
 }
 
-/// Whether [`conv2d_bias_act_bf16`] takes a convolution of this shape.
-pub(crate) fn takes(stride: usize, groups: usize) -> bool {
-    stride == 1 && groups == 1
+/// Whether a convolution of `c_in` input channels gains from bf16 tiles: a tile sums 32 input
+/// channels, so the 3-channel stem would multiply mostly padding (measured: 2.4× its f32 time).
+pub(crate) fn worth_it(c_in: usize) -> bool {
+    c_in >= 16
 }
 
-/// `act(conv2d(xs, weight) + bias)` at stride 1 with bf16 operands and f32 sums; `weight` is
-/// `[C_out, C_in, KH, KW]`, or `[B, C_out, C_in]` (1×1, one per image).
+/// `act(conv2d(xs, weight) + bias)` (`groups = 1`) with bf16 operands and f32 sums; `weight`
+/// is `[C_out, C_in, KH, KW]`.
 pub(crate) fn conv2d_bias_act_bf16(
     xs: &Tensor,
     weight: &Tensor,
-    padding: usize,
+    (stride, padding): (usize, usize),
     epilogue: Epilogue,
 ) -> Result<Tensor> {
-    conv2d_bias_act_bf16_on(xs, weight, padding, epilogue, amx::available())
+    run(
+        xs,
+        weight,
+        None,
+        (stride, padding),
+        epilogue,
+        amx::available(),
+    )
 }
 
-fn conv2d_bias_act_bf16_on(
+/// `act(W · (g_b ⊙ x_b) + bias)` for each image `b`: a 1×1 convolution of the input scaled per
+/// image and channel by `gate` (`[B, C_in]`), with bf16 operands and f32 sums.
+pub(crate) fn pointwise_gated_bias_act_bf16(
     xs: &Tensor,
     weight: &Tensor,
-    padding: usize,
+    gate: &Tensor,
+    epilogue: Epilogue,
+) -> Result<Tensor> {
+    run(xs, weight, Some(gate), (1, 0), epilogue, amx::available())
+}
+
+fn run(
+    xs: &Tensor,
+    weight: &Tensor,
+    gate: Option<&Tensor>,
+    (stride, padding): (usize, usize),
     epilogue: Epilogue,
     on_amx: bool,
 ) -> Result<Tensor> {
     let (b, c, h, w) = xs.dims4()?;
-    let (c_out, wc, kh, kw, weight_per_image) = match *weight.dims() {
-        [c_out, wc, kh, kw] => (c_out, wc, kh, kw, false),
-        [wb, c_out, wc] if wb == b => (c_out, wc, 1, 1, true),
-        _ => candle::bail!(
-            "conv2d: weight {:?} does not fit input {:?}",
-            weight.shape(),
-            xs.shape()
-        ),
-    };
-    if wc != c || h + 2 * padding < kh || w + 2 * padding < kw {
+    let (c_out, wc, kh, kw) = weight.dims4()?;
+    if wc != c || stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
         candle::bail!(
             "conv2d: weight {:?} does not fit input {:?} with padding {padding}",
             weight.shape(),
             xs.shape()
         )
     }
+    if let Some(gate) = gate {
+        if gate.dims() != [b, c] || (kh, kw, stride, padding) != (1, 1, 1, 0) {
+            candle::bail!(
+                "conv2d: gate {:?} for input {:?} and weight {:?} (a 1×1 convolution's gate is [B, C_in])",
+                gate.shape(),
+                xs.shape(),
+                weight.shape()
+            )
+        }
+    }
     if !on_amx {
         let round = |t: &Tensor| t.to_dtype(DType::BF16)?.to_dtype(DType::F32);
-        let (xs, weight) = (round(xs)?, round(weight)?);
-        return if weight_per_image || (kh, kw, padding) == (1, 1, 0) {
+        let xs = match gate {
+            Some(gate) => xs.broadcast_mul(&gate.reshape((b, c, 1, 1))?)?,
+            None => xs.clone(),
+        };
+        let (xs, weight) = (round(&xs)?, round(weight)?);
+        return if (kh, kw, padding, stride) == (1, 1, 0, 1) {
             super::pointwise::pointwise_fused(&xs, &weight, epilogue)
         } else {
-            super::unfold::conv2d_unfolded_fused(&xs, &weight, 1, padding, epilogue)
+            super::unfold::conv2d_unfolded_fused(&xs, &weight, stride, padding, epilogue)
         };
     }
+    let gate = match gate {
+        Some(gate) => Some(gate.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?),
+        None => None,
+    };
     let op = ConvBf16 {
         b,
         c,
@@ -349,8 +513,10 @@ fn conv2d_bias_act_bf16_on(
         c_out,
         kh,
         kw,
+        stride,
         padding,
-        weight_per_image,
+        gate,
+        weight_id: weight.id(),
         epilogue,
     };
     xs.contiguous()?
@@ -362,13 +528,14 @@ mod tests {
     use super::*;
     use candle::Device;
 
-    /// f64 reference of the bf16 convolution: operands rounded to bf16, products summed exactly.
+    /// f64 reference of the bf16 convolution: operands rounded to bf16 (the input after its
+    /// gate), products summed exactly.
     fn reference(
         xs: &Tensor,
         weight: &Tensor,
-        padding: usize,
+        gate: Option<&Tensor>,
+        (stride, padding): (usize, usize),
         bias: &Tensor,
-        silu: bool,
     ) -> Tensor {
         let round = |t: &Tensor| {
             t.to_dtype(DType::BF16)
@@ -376,55 +543,73 @@ mod tests {
                 .to_dtype(DType::F64)
                 .unwrap()
         };
-        let conv = if weight.rank() == 3 {
-            let (b, c, h, w) = xs.dims4().unwrap();
-            let o = weight.dim(1).unwrap();
-            round(weight)
-                .matmul(&round(xs).reshape((b, c, h * w)).unwrap())
-                .unwrap()
-                .reshape((b, o, h, w))
-                .unwrap()
-        } else {
-            round(xs).conv2d(&round(weight), padding, 1, 1, 1).unwrap()
+        let xs = match gate {
+            Some(g) => xs.broadcast_mul(&g.unsqueeze(2).unwrap().unsqueeze(3).unwrap()),
+            None => Ok(xs.clone()),
         };
-        crate::bias_act(&conv, &bias.to_dtype(DType::F64).unwrap(), silu).unwrap()
+        let conv = round(&xs.unwrap())
+            .conv2d(&round(weight), padding, stride, 1, 1)
+            .unwrap();
+        conv.broadcast_add(
+            &bias
+                .to_dtype(DType::F64)
+                .unwrap()
+                .reshape(((), 1, 1))
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     /// AMX (where this CPU has it) and the rounded-f32 fallback against the f64 reference:
-    /// channels not multiples of 16 or 32, widths not multiples of 16, batch 2, 1×1 (shared and
-    /// per-image weights), 3×3 and 5×5 with padding, and a kernel without padding.
+    /// channels not multiples of 16 or 32, widths not multiples of 16, odd sizes, batch 2, 1×1
+    /// (with and without a gate), 3×3 and 5×5 with padding and without, strides 1, 2, 3; each
+    /// case twice, so that the second call finds the first's packed weights and scratch.
     #[test]
     fn equals_the_bf16_rounded_reference() {
         let dev = Device::Cpu;
-        for (b, c, c_out, h, w, k, padding, per_image) in [
-            (2, 5, 7, 9, 11, 3, 1, false),
-            (1, 48, 40, 13, 21, 3, 1, false),
-            (2, 33, 17, 6, 7, 1, 0, false),
-            (2, 70, 35, 5, 19, 1, 0, true),
-            (1, 19, 64, 12, 12, 5, 2, false),
-            (1, 8, 9, 7, 18, 3, 0, false),
-            (1, 3, 3, 1, 1, 1, 0, false),
+        for (b, c, c_out, h, w, k, stride, padding, gated) in [
+            (2, 5, 7, 9, 11, 3, 1, 1, false),
+            (1, 48, 40, 13, 21, 3, 1, 1, false),
+            (2, 33, 17, 6, 7, 1, 1, 0, false),
+            (2, 70, 35, 5, 19, 1, 1, 0, true),
+            (1, 19, 64, 12, 12, 5, 1, 2, false),
+            (1, 8, 9, 7, 18, 3, 1, 0, false),
+            (1, 3, 3, 1, 1, 1, 1, 0, false),
+            (2, 3, 24, 17, 20, 3, 2, 1, false),
+            (1, 36, 33, 16, 15, 3, 2, 1, false),
+            (1, 7, 5, 11, 9, 5, 2, 2, false),
+            (1, 6, 5, 13, 10, 3, 3, 0, false),
+            (1, 9, 17, 8, 8, 1, 2, 0, false),
         ] {
             let xs = Tensor::randn(0f32, 1., (b, c, h, w), &dev).unwrap();
-            let weight = if per_image {
-                Tensor::randn(0f32, 0.3, (b, c_out, c), &dev).unwrap()
-            } else {
-                Tensor::randn(0f32, 0.3, (c_out, c, k, k), &dev).unwrap()
-            };
+            let weight = Tensor::randn(0f32, 0.3, (c_out, c, k, k), &dev).unwrap();
+            let gate = gated.then(|| Tensor::rand(0f32, 1., (b, c), &dev).unwrap());
             let bias = Tensor::randn(0f32, 1., c_out, &dev).unwrap();
+            let want = reference(&xs, &weight, gate.as_ref(), (stride, padding), &bias);
             for silu in [false, true] {
-                let want = reference(&xs, &weight, padding, &bias, silu);
-                for on_amx in [amx::available(), false] {
+                let want = if silu {
+                    candle_nn::ops::silu(&want).unwrap()
+                } else {
+                    want.clone()
+                };
+                for on_amx in [amx::available(), amx::available(), false] {
                     let epilogue = Epilogue {
                         bias: bias.to_vec1().unwrap(),
                         silu,
                     };
-                    let got =
-                        conv2d_bias_act_bf16_on(&xs, &weight, padding, epilogue, on_amx).unwrap();
+                    let got = run(
+                        &xs,
+                        &weight,
+                        gate.as_ref(),
+                        (stride, padding),
+                        epilogue,
+                        on_amx,
+                    )
+                    .unwrap();
                     assert_eq!(got.dims(), want.dims());
                     let diff =
                         crate::testing::max_abs_diff(&got.to_dtype(DType::F64).unwrap(), &want);
-                    let case = (b, c, c_out, h, w, k, padding, per_image, silu, on_amx);
+                    let case = (b, c, c_out, (h, w, k, stride, padding), gated, silu, on_amx);
                     assert!(diff < 2e-5, "{case:?}: {diff}");
                 }
             }

@@ -7,6 +7,7 @@ mod bf16;
 mod block;
 mod depthwise;
 mod geometry;
+mod huge;
 mod pointwise;
 mod unfold;
 
@@ -85,11 +86,11 @@ pub fn conv2d_bias_act(
         )
     };
     let bf16 = crate::precision::precision() == crate::Precision::Bf16
-        && !depthwise
-        && bf16::takes(stride, groups);
+        && groups == 1
+        && bf16::worth_it(xs.dim(1)?);
     crate::profile::timed(describe, || {
         if bf16 {
-            bf16::conv2d_bias_act_bf16(xs, weight, padding, epilogue)
+            bf16::conv2d_bias_act_bf16(xs, weight, (stride, padding), epilogue)
         } else if depthwise {
             depthwise::depthwise_fused(xs, weight, stride, padding, epilogue)
         } else if (kh, kw, stride, padding, groups) == (1, 1, 1, 0, 1) {
@@ -134,11 +135,50 @@ pub fn pointwise_per_image_bias_act(
         )
     };
     crate::profile::timed(describe, || {
-        if crate::precision::precision() == crate::Precision::Bf16 {
-            bf16::conv2d_bias_act_bf16(xs, weights, 0, epilogue)
-        } else {
-            pointwise::pointwise_fused(xs, weights, epilogue)
-        }
+        pointwise::pointwise_fused(xs, weights, epilogue)
+    })
+}
+
+/// `act(W · (g_b ⊙ x_b) + bias)` for each image `b` of `xs`: a folded 1×1 convolution of the
+/// input scaled per image and input channel by `gate` (squeeze-excitation), without
+/// materialising the scaled input; evaluation only. In f32 the gate scales the weight's columns
+/// (`W · diag(g_b)`, [`pointwise_per_image_bias_act`]); in bf16 ([`crate::with_precision`]) it
+/// scales the input as the input is converted to bf16, so the weight's tiles are packed once.
+///
+/// # Shapes
+/// `xs: [B, C_in, H, W]`, `weight: [C_out, C_in, 1, 1]`, `gate: [B, C_in]`, `bias: [C_out]` →
+/// `[B, C_out, H, W]`
+pub fn pointwise_gated_bias_act(
+    xs: &Tensor,
+    weight: &Tensor,
+    gate: &Tensor,
+    bias: &Tensor,
+    silu: bool,
+) -> Result<Tensor> {
+    let (b, c_in, h, w) = xs.dims4()?;
+    let c_out = weight.dim(0)?;
+    let bf16 = crate::precision::precision() == crate::Precision::Bf16
+        && xs.device().is_cpu()
+        && [xs.dtype(), weight.dtype(), gate.dtype(), bias.dtype()] == [DType::F32; 4];
+    if !bf16 {
+        let weights = weight
+            .reshape((1, c_out, c_in))?
+            .broadcast_mul(&gate.reshape((b, 1, c_in))?)?;
+        return pointwise_per_image_bias_act(xs, &weights, bias, silu);
+    }
+    let epilogue = Epilogue {
+        bias: bias.to_vec1()?,
+        silu,
+    };
+    let describe = || {
+        (
+            "conv 1×1 s1 (gated)".to_string(),
+            format!("[{b}, {c_in}, {h}, {w}] → [{c_out}, {h}, {w}]"),
+            (2 * b * c_out * c_in * h * w) as u64,
+        )
+    };
+    crate::profile::timed(describe, || {
+        bf16::pointwise_gated_bias_act_bf16(xs, weight, gate, epilogue)
     })
 }
 
