@@ -45,6 +45,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Float type: f32, or bf16 (on the CPU the full convolutions multiply bf16 operands on AMX
+    /// tiles, the rest stays f32; on CUDA bf16 weights).
+    #[arg(long, default_value = "f32", value_parser = crate::flags::dtype)]
+    dtype: candle::DType,
     /// Folder for annotated images and `labels/` (default runs/detect/predict, predict2, ..., the
     /// first free one).
     #[arg(long)]
@@ -210,9 +214,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         classes: args.classes.clone(),
         imgsz: args.imgsz,
         device,
+        dtype: args.dtype,
         variant,
         names: class_names(&args)?,
-        ..DetectorOptions::default()
     };
     let detector = Detector::from_file(&args.weights, options)?;
     let ids = match &args.data {

@@ -40,6 +40,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Float type: f32, or bf16 (on the CPU the full convolutions multiply bf16 operands on AMX
+    /// tiles, the rest stays f32; on CUDA bf16 weights).
+    #[arg(long, default_value = "f32", value_parser = crate::flags::dtype)]
+    dtype: candle::DType,
     /// Output folder (default runs/track/track, track2, ..., the first free one): `tracks.jsonl`
     /// and the annotated frames.
     #[arg(long)]
@@ -243,6 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         classes: args.classes.clone(),
         imgsz: args.imgsz,
         device: device::parse(&args.device)?,
+        dtype: args.dtype,
         ..DetectorOptions::default()
     };
     let detector = Detector::from_file(&args.weights, options)?;

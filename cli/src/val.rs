@@ -28,6 +28,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Float type: f32, or bf16 (on the CPU the full convolutions multiply bf16 operands on AMX
+    /// tiles, the rest stays f32; on CUDA bf16 weights).
+    #[arg(long, default_value = "f32", value_parser = crate::flags::dtype)]
+    dtype: candle::DType,
     /// COCO ground truth (`instances_*.json`).
     #[arg(long, requires = "predictions")]
     gt: Option<PathBuf>,
@@ -131,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let options = rtdetr::DetectorOptions {
                 imgsz: args.imgsz,
                 device: dev,
+                dtype: args.dtype,
                 names: Some(val.names.clone()),
                 ..rtdetr::DetectorOptions::validation()
             };

@@ -91,6 +91,51 @@ fn json_equals_the_reference_predictor() {
     }
 }
 
+/// `--dtype bf16`: the reference predictor's detections (f32) rank by rank within bf16's 1/32 in
+/// score; an unknown float type is refused when the command line is read.
+#[test]
+fn bf16_detections_stay_within_the_bf16_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.json");
+    let image = data("detect/e2e.png");
+    let run = detect(&[
+        image.to_str().unwrap(),
+        "--conf",
+        "0",
+        "--no-draw",
+        "--dtype",
+        "bf16",
+        "--json",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let got = json(&out);
+    let dets = got.as_array().unwrap()[0]["detections"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let want = fixtures::load("detect_e2e", &Device::Cpu).unwrap();
+    let want: Vec<Vec<f32>> = want.get("expected").unwrap().to_vec2().unwrap();
+    assert_eq!(dets.len(), want.len());
+    for (rank, (d, w)) in dets.iter().zip(&want).enumerate() {
+        let score = d["score"].as_f64().unwrap() as f32;
+        assert!(
+            (score - w[4]).abs() <= 1.0 / 32.0,
+            "rank {rank}: score {score} vs {}",
+            w[4]
+        );
+    }
+
+    let refused = detect(&[image.to_str().unwrap(), "--dtype", "f16"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("f32 or bf16"), "{stderr}");
+}
+
 fn copy_image(to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     std::fs::copy(data("detect/e2e.png"), to).unwrap();

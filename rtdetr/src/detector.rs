@@ -9,7 +9,7 @@ use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
 use crate::postprocess::{postprocess, Filter};
-use crate::{preprocess, read_metadata, Error, Result, RtDetr, Variant};
+use crate::{preprocess, read_metadata, Error, Precision, Result, RtDetr, Variant};
 
 /// The image size when neither the options nor the weights give one.
 pub const DEFAULT_IMGSZ: usize = 640;
@@ -36,7 +36,10 @@ pub struct DetectorOptions {
     pub imgsz: Option<usize>,
     /// Where the model runs.
     pub device: Device,
-    /// The weights' float type on the device (f32; bf16 where the device's ops have it).
+    /// The float type to run in: f32, or bf16. On the CPU, bf16 keeps the weights in f32 and
+    /// multiplies the full convolutions with bf16 operands (AMX tiles; where the CPU has none it
+    /// runs, slower than f32, and says so once); on CUDA the weights are bf16 (see
+    /// [`crate::execution`]).
     pub dtype: DType,
     /// The variant, when the weights do not tell it; an error when they tell another.
     pub variant: Option<Variant>,
@@ -105,6 +108,7 @@ pub struct Detector {
     filter: Filter,
     device: Device,
     dtype: DType,
+    precision: Precision,
 }
 
 impl Detector {
@@ -112,7 +116,8 @@ impl Detector {
     pub fn from_file(path: impl AsRef<Path>, options: DetectorOptions) -> Result<Self> {
         let path = path.as_ref();
         let meta = read_metadata(path)?;
-        let model = RtDetr::load_as(path, &options.device, options.dtype, options.variant, None)?;
+        let (stored, _) = crate::execution(&options.device, options.dtype);
+        let model = RtDetr::load_as(path, &options.device, stored, options.variant, None)?;
         let names = match &options.names {
             Some(_) => None,
             None => names_from_metadata(&meta).map_err(|e| e.in_file(path))?,
@@ -122,8 +127,9 @@ impl Detector {
     }
 
     /// A detector around a model already built (e.g. the EMA weights during training), with
-    /// `names` unless the options give them; `options.device` and `options.dtype` must be the
-    /// model's, and `options.imgsz` defaults to [`DEFAULT_IMGSZ`].
+    /// `names` unless the options give them; `options.device` must be the model's and
+    /// `options.dtype` run on the model's float type ([`crate::execution`]: f32 weights for bf16
+    /// on the CPU), and `options.imgsz` defaults to [`DEFAULT_IMGSZ`].
     pub fn from_model(model: RtDetr, names: Vec<String>, options: DetectorOptions) -> Result<Self> {
         Self::build(model, Some(names), None, options)
     }
@@ -147,6 +153,8 @@ impl Detector {
             classes: options.classes,
         };
         check_filter(&filter, nc)?;
+        let (dtype, precision) = crate::execution(&options.device, options.dtype);
+        crate::warn_if_emulated(precision);
         Ok(Self {
             model,
             names,
@@ -154,7 +162,8 @@ impl Detector {
             stored_imgsz,
             filter,
             device: options.device,
-            dtype: options.dtype,
+            dtype,
+            precision,
         })
     }
 
@@ -188,12 +197,11 @@ impl Detector {
             return Ok(vec![]);
         }
         let batch = preprocess::to_batch(images, self.imgsz, &self.device)?.to_dtype(self.dtype)?;
-        let rows = self
-            .model
-            .forward_t(&batch, false)?
-            .decoder
-            .detections
-            .to_device(&Device::Cpu)?;
+        let rows =
+            rtdetr_ops::with_precision(self.precision, || self.model.forward_t(&batch, false))?
+                .decoder
+                .detections
+                .to_device(&Device::Cpu)?;
         let sizes: Vec<(usize, usize)> = images.iter().map(|&(_, h, w)| (h, w)).collect();
         Ok(postprocess(&rows, &sizes, &self.filter)?
             .into_iter()
