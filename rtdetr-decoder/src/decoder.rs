@@ -1,8 +1,8 @@
 use candle::{Module, Result, Tensor, D};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 use rtdetr_onnx::graph::attr_int;
 use rtdetr_onnx::{GraphBuilder, Sampler};
-use rtdetr_ops::{topk, BatchNorm2d, LayerNorm};
+use rtdetr_ops::{topk, BatchNorm2d, LayerNorm, Linear};
 
 use crate::{generate_anchors, inverse_sigmoid, DecoderConfig, DecoderLayer, Mlp};
 
@@ -107,7 +107,7 @@ impl RtDetrDecoder {
                 DecoderLayer::new(hd, cfg.heads, cfg.ffn, cfg.levels(), cfg.points, vb)
             })
             .collect::<Result<_>>()?;
-        let score_head = |vb: VarBuilder| candle_nn::linear(hd, cfg.nc, vb);
+        let score_head = |vb: VarBuilder| rtdetr_ops::linear(hd, cfg.nc, vb);
         let bbox_head = |vb: VarBuilder| Mlp::new(hd, hd, 4, 3, vb);
         Ok(Self {
             cfg: cfg.clone(),
@@ -116,7 +116,7 @@ impl RtDetrDecoder {
             layers,
             query_pos_head: Mlp::new(4, 2 * hd, hd, 2, vb.pp("query_pos_head"))?,
             enc_output: (
-                candle_nn::linear(hd, hd, vb.pp("enc_output").pp(0))?,
+                rtdetr_ops::linear(hd, hd, vb.pp("enc_output").pp(0))?,
                 LayerNorm::new(hd, vb.pp("enc_output").pp(1))?,
             ),
             enc_score_head: score_head(vb.pp("enc_score_head"))?,
@@ -186,7 +186,7 @@ impl RtDetrDecoder {
             let ys = match (&self.input_proj_folded, train) {
                 (Some(folded), false) => {
                     let (weight, bias) = &folded[i];
-                    rtdetr_ops::bias_act(&rtdetr_ops::conv2d(xs, weight, 1, 0, 1)?, bias, false)?
+                    rtdetr_ops::conv2d_bias_act(xs, weight, bias, (1, 0, 1), false)?
                 }
                 _ => rtdetr_ops::conv2d(xs, weight, 1, 0, 1)?.apply_t(bn, train)?,
             };

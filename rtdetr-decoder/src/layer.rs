@@ -1,8 +1,8 @@
 use candle::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use rtdetr_neck::MultiheadAttention;
 use rtdetr_onnx::{GraphBuilder, Sampler};
-use rtdetr_ops::LayerNorm;
+use rtdetr_ops::{LayerNorm, Linear};
 
 use crate::MsDeformAttn;
 
@@ -34,8 +34,8 @@ impl DecoderLayer {
             norm1: LayerNorm::new(dim, vb.pp("norm1"))?,
             cross_attn: MsDeformAttn::new(dim, levels, heads, points, vb.pp("cross_attn"))?,
             norm2: LayerNorm::new(dim, vb.pp("norm2"))?,
-            linear1: candle_nn::linear(dim, ffn, vb.pp("linear1"))?,
-            linear2: candle_nn::linear(ffn, dim, vb.pp("linear2"))?,
+            linear1: rtdetr_ops::linear(dim, ffn, vb.pp("linear1"))?,
+            linear2: rtdetr_ops::linear(ffn, dim, vb.pp("linear2"))?,
             norm3: LayerNorm::new(dim, vb.pp("norm3"))?,
         })
     }

@@ -1,6 +1,7 @@
 use candle::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use rtdetr_onnx::GraphBuilder;
+use rtdetr_ops::Linear;
 
 /// ultralytics `MLP(input_dim, hidden_dim, output_dim, num_layers)`: `layers.i` linears with ReLU
 /// between them.
@@ -22,7 +23,7 @@ impl Mlp {
             .map(|i| {
                 let c_in = if i == 0 { input } else { hidden };
                 let c_out = if i + 1 == num_layers { output } else { hidden };
-                candle_nn::linear(c_in, c_out, vb.pp("layers").pp(i))
+                rtdetr_ops::linear(c_in, c_out, vb.pp("layers").pp(i))
             })
             .collect::<Result<_>>()?;
         Ok(Self { layers })

@@ -1,7 +1,8 @@
 use candle::{Result, Tensor, D};
-use candle_nn::{Init, Linear, Module, VarBuilder};
+use candle_nn::{Init, Module, VarBuilder};
 use rtdetr_onnx::graph::attr_int;
 use rtdetr_onnx::{GraphBuilder, Sampler};
+use rtdetr_ops::Linear;
 
 /// ultralytics `MSDeformAttn(d_model, n_levels, n_heads, n_points)` with 4-d (box) references.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 use candle::{Device, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use rtdetr_onnx::GraphBuilder;
-use rtdetr_ops::LayerNorm;
+use rtdetr_ops::{LayerNorm, Linear};
 
 use crate::MultiheadAttention;
 
@@ -52,8 +52,8 @@ impl Aifi {
     pub fn new(dim: usize, ffn: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             ma: MultiheadAttention::new(dim, heads, vb.pp("ma"))?,
-            fc1: candle_nn::linear(dim, ffn, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(ffn, dim, vb.pp("fc2"))?,
+            fc1: rtdetr_ops::linear(dim, ffn, vb.pp("fc1"))?,
+            fc2: rtdetr_ops::linear(ffn, dim, vb.pp("fc2"))?,
             norm1: LayerNorm::new(dim, vb.pp("norm1"))?,
             norm2: LayerNorm::new(dim, vb.pp("norm2"))?,
         })

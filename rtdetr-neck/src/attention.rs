@@ -1,6 +1,7 @@
 use candle::{Result, Tensor, D};
-use candle_nn::{Init, Linear, Module, VarBuilder};
+use candle_nn::{Init, Module, VarBuilder};
 use rtdetr_onnx::GraphBuilder;
+use rtdetr_ops::Linear;
 
 /// `nn.MultiheadAttention(dim, heads, batch_first=True)` with PyTorch's packed `in_proj_weight`
 /// (rows: query, key, value) and `in_proj_bias`, and `out_proj`.

@@ -38,9 +38,12 @@
 #[macro_use]
 mod dtype;
 mod activation;
+mod amx;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod huge;
+mod linear;
 mod rng;
 #[cfg(test)]
 mod testing;
@@ -58,6 +61,7 @@ pub use conv::{
     conv2d, conv2d_bias_act, depthwise_conv2d, pointwise_gated_bias_act,
     pointwise_per_image_bias_act,
 };
+pub use linear::{linear, Linear};
 pub use ms_deform::{ms_deform_sample, sample_bilinear};
 pub use norm::{BatchNorm2d, LayerNorm, BN_EPS, BN_MOMENTUM};
 pub use precision::{with_precision, Precision};

@@ -38,7 +38,7 @@ pub fn precision() -> Precision {
 
 /// Whether bf16 convolutions run on AMX tiles here (else as bf16-rounded f32, slower than f32).
 pub fn bf16_is_native() -> bool {
-    crate::conv::amx_available()
+    crate::amx::available()
 }
 
 #[cfg(test)]

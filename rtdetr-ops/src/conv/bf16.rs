@@ -8,10 +8,9 @@
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex};
 
-use super::amx::{self, bf16_bits, Operands, PixelTile, TILE_DEPTH, TILE_ROWS};
 use crate::activation::Epilogue;
+use crate::amx::{self, bf16_bits, Operands, PixelTile, TILE_DEPTH, TILE_ROWS};
 use crate::cpu::cpu_slice;
 
 /// Jobs per thread of one image's pixel tiles: fewer jobs reuse each weight tile over more
@@ -177,8 +176,9 @@ impl ConvBf16 {
             });
     }
 
-    /// `[C_out, C, KH, KW]` → the tile layout of [`amx`], zeros beyond `C_out` and `C`.
-    fn pack_weights(&self, weight: &[f32]) -> Vec<u16> {
+    /// `[C_out, C, KH, KW]` → the tile layout of [`amx`] in words of two bf16, zeros beyond
+    /// `C_out` and `C`.
+    fn pack_weights(&self, weight: &[f32]) -> Vec<u32> {
         let taps = self.kh * self.kw;
         let c_blocks = self.c_blocks();
         let tile = TILE_ROWS * TILE_DEPTH;
@@ -202,7 +202,7 @@ impl ConvBf16 {
                     }
                 }
             });
-        packed
+        amx::words(&packed)
     }
 
     fn forward(&self, xs: &[f32], weight: &[f32]) -> Vec<f32> {
@@ -211,7 +211,7 @@ impl ConvBf16 {
         let taps = self.taps();
         let tiles = self.pixel_tiles();
         let shape = [c_out, self.c, self.kh, self.kw];
-        let weights = packed_weights(self.weight_id, shape, || self.pack_weights(weight));
+        let weights = amx::packed(self.weight_id, shape, || self.pack_weights(weight));
         let image_len = self.c * self.h * self.w;
         let threads = candle::utils::get_num_threads();
         let per_job = tiles
@@ -220,7 +220,7 @@ impl ConvBf16 {
             .next_multiple_of(2)
             .max(2);
         let mut out = vec![0f32; self.b * c_out * plane];
-        let mut scratch = super::huge::scratch(self.input_len());
+        let mut scratch = crate::huge::scratch(self.input_len());
         let input = scratch.as_mut_slice();
         for (image, out) in out.chunks_exact_mut(c_out * plane).enumerate() {
             let gate = self.gate.as_ref().map(|g| &g[image * self.c..][..self.c]);
@@ -242,7 +242,7 @@ impl ConvBf16 {
                 })
             });
         }
-        super::huge::keep(scratch);
+        crate::huge::keep(scratch);
         out
     }
 }
@@ -293,38 +293,6 @@ fn convert_row_portable(
             }
         }
     }
-}
-
-/// Packed weights by tensor (a tensor's id is never reused, and evaluation weights are not
-/// changed in place), up to [`PACKED_BYTES`]; past it the cache starts over.
-type PackedCache = std::collections::HashMap<(candle::TensorId, [usize; 4]), Arc<Vec<u16>>>;
-
-/// The most bytes of packed weights kept: the XL model's are about 0.5 GB.
-const PACKED_BYTES: usize = 1 << 30;
-
-fn packed_weights(
-    id: candle::TensorId,
-    shape: [usize; 4],
-    pack: impl FnOnce() -> Vec<u16>,
-) -> Arc<Vec<u16>> {
-    static CACHE: Mutex<Option<(PackedCache, usize)>> = Mutex::new(None);
-    let lock = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(found) = lock()
-        .as_ref()
-        .and_then(|(map, _)| map.get(&(id, shape)).cloned())
-    {
-        return found;
-    }
-    let packed = Arc::new(pack());
-    let mut guard = lock();
-    let (map, bytes) = guard.get_or_insert_with(Default::default);
-    if *bytes + 2 * packed.len() > PACKED_BYTES {
-        map.clear();
-        *bytes = 0;
-    }
-    *bytes += 2 * packed.len();
-    map.insert((id, shape), packed.clone());
-    packed
 }
 
 /// Writes the channels `m0..m0 + 32` (those below `C_out`) of the pixel tiles `pair` from `block`

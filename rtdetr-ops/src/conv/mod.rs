@@ -2,12 +2,10 @@
 //! [`depthwise_conv2d`], a matrix product for 1×1 stride-1 convolutions, banded unfold + gemm for
 //! other full convolutions on the CPU ([`conv2d_unfolded`]), or candle's conv2d.
 
-mod amx;
 mod bf16;
 mod block;
 mod depthwise;
 mod geometry;
-mod huge;
 mod pointwise;
 mod unfold;
 
@@ -17,8 +15,6 @@ use crate::activation::{bias_act, Epilogue};
 
 pub use depthwise::depthwise_conv2d;
 pub use unfold::conv2d_unfolded;
-
-pub(crate) use amx::available as amx_available;
 
 /// `F.conv2d(xs, weight, stride=stride, padding=padding, groups=groups)` without bias.
 ///

@@ -13,7 +13,8 @@
 //! - a tap is a pixel offset into the (padded) input, a pixel tile the input pixel of its first
 //!   output pixel's window: the convolution is summed without unfolding anything.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Output channels and input channels per tile.
 pub(crate) const TILE_ROWS: usize = 16;
@@ -53,6 +54,47 @@ fn detect() -> bool {
     false
 }
 
+/// `u16` bf16 bits as words of two (the first in the low half), as tiles read them.
+pub(crate) fn words(halves: &[u16]) -> Vec<u32> {
+    halves
+        .chunks(2)
+        .map(|w| w[0] as u32 | (w.get(1).copied().unwrap_or(0) as u32) << 16)
+        .collect()
+}
+
+/// Packed weights by tensor and layout (a tensor's id is never reused, and evaluation weights
+/// are not changed in place), up to [`PACKED_BYTES`]; past it the cache starts over.
+type PackedCache = HashMap<(candle::TensorId, [usize; 4]), Arc<Vec<u32>>>;
+
+/// The most bytes of packed weights kept: the XL model's are about 0.5 GB.
+const PACKED_BYTES: usize = 1 << 30;
+
+/// The packed form of tensor `id` in the layout `key`, packed by `pack` on first use.
+pub(crate) fn packed(
+    id: candle::TensorId,
+    key: [usize; 4],
+    pack: impl FnOnce() -> Vec<u32>,
+) -> Arc<Vec<u32>> {
+    static CACHE: Mutex<Option<(PackedCache, usize)>> = Mutex::new(None);
+    let lock = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = lock()
+        .as_ref()
+        .and_then(|(map, _)| map.get(&(id, key)).cloned())
+    {
+        return found;
+    }
+    let packed = Arc::new(pack());
+    let mut guard = lock();
+    let (map, bytes) = guard.get_or_insert_with(Default::default);
+    if *bytes + 4 * packed.len() > PACKED_BYTES {
+        map.clear();
+        *bytes = 0;
+    }
+    *bytes += 4 * packed.len();
+    map.insert((id, key), packed.clone());
+    packed
+}
+
 /// The bits of `x` rounded to the nearest bf16, ties to even (as `torch.bfloat16`); NaN stays NaN.
 #[inline(always)]
 pub(crate) fn bf16_bits(x: f32) -> u16 {
@@ -78,7 +120,7 @@ pub(crate) struct PixelTile {
 
 /// One image's operands in the tile layouts of the module doc.
 pub(crate) struct Operands<'a> {
-    pub weights: &'a [u16],
+    pub weights: &'a [u32],
     pub input: &'a [u32],
     /// Pixels between consecutive channel pairs of `input`.
     pub pair_stride: usize,
@@ -92,7 +134,7 @@ pub(crate) struct Operands<'a> {
 impl Operands<'_> {
     /// Panics unless every tile read of `tiles` stays inside the operands' slices.
     fn check(&self, tiles: &[PixelTile]) {
-        let tile = TILE_ROWS * TILE_DEPTH;
+        let tile = TILE_ROWS * TILE_ROWS;
         assert!(self.m_blocks % 2 == 0 && self.c_blocks > 0);
         assert!(self.weights.len() >= self.m_blocks * self.taps.len() * self.c_blocks * tile);
         let last_pixel = tiles.iter().map(|t| t.input).max().unwrap_or(0)
@@ -137,9 +179,56 @@ pub(crate) fn run(
     let _ = &mut emit;
 }
 
+/// A matrix product on tiles: `lhs` row-major `[rows][k_blocks · 16]` words of two bf16 (rows
+/// a multiple of 32), times `rhs` packed `[n_blocks][k_blocks][16 pairs][16 columns]` words
+/// (`n_blocks` even).
+pub(crate) struct GemmOperands<'a> {
+    pub lhs: &'a [u32],
+    pub rhs: &'a [u32],
+    pub k_blocks: usize,
+    pub n_blocks: usize,
+}
+
+/// Computes the rows `32·r .. 32·r + 32` of `lhs · rhs` for each `r` in `row_blocks`, every
+/// column, handing each 32 × 32 block to `emit(row0, column0, block)`.
+///
+/// # Panics
+/// If [`available`] is false, or a tile read would leave the operands.
+pub(crate) fn run_gemm(
+    ops: &GemmOperands,
+    row_blocks: std::ops::Range<usize>,
+    mut emit: impl FnMut(usize, usize, &Block),
+) {
+    assert!(available(), "AMX tiles are not available on this CPU");
+    let row_words = ops.k_blocks * TILE_ROWS;
+    assert!(ops.n_blocks % 2 == 0 && ops.k_blocks > 0);
+    assert!(ops.lhs.len() >= row_blocks.end * 2 * TILE_ROWS * row_words);
+    assert!(ops.rhs.len() >= ops.n_blocks * ops.k_blocks * TILE_ROWS * TILE_ROWS);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AMX is available (and permitted), and the asserts bounded every tile read.
+    unsafe {
+        kernel::configure();
+        let mut block: Block = [0.0; 32 * 32];
+        for r in row_blocks {
+            let lhs = ops.lhs.as_ptr().add(r * 2 * TILE_ROWS * row_words);
+            for n in (0..ops.n_blocks).step_by(2) {
+                let rhs = ops
+                    .rhs
+                    .as_ptr()
+                    .add(n * ops.k_blocks * TILE_ROWS * TILE_ROWS);
+                kernel::gemm_block(lhs, row_words, rhs, ops.k_blocks, &mut block);
+                emit(r * 2 * TILE_ROWS, n * TILE_ROWS, &block);
+            }
+        }
+        kernel::release();
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (&mut emit, row_blocks);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod kernel {
-    use super::{Block, Operands, TILE_DEPTH, TILE_ROWS};
+    use super::{Block, Operands, TILE_ROWS};
     use std::arch::asm;
 
     #[repr(C, align(64))]
@@ -165,7 +254,7 @@ mod kernel {
     /// input pixels `p0` and `p1`.
     #[inline(always)]
     pub unsafe fn block(ops: &Operands, m: usize, p0: usize, p1: usize, out: &mut Block) {
-        const TILE: usize = TILE_ROWS * TILE_DEPTH;
+        const TILE: usize = TILE_ROWS * TILE_ROWS;
         asm!(
             "tilezero tmm0",
             "tilezero tmm1",
@@ -205,6 +294,54 @@ mod kernel {
                 b1 = b1.add(block_pairs);
             }
         }
+        store(out);
+    }
+
+    /// The 32 × 32 block of rows `lhs .. lhs + 32 rows` (row stride `row_words`) times the two
+    /// packed column blocks from `rhs`.
+    #[inline(always)]
+    pub unsafe fn gemm_block(
+        lhs: *const u32,
+        row_words: usize,
+        rhs: *const u32,
+        k_blocks: usize,
+        out: &mut Block,
+    ) {
+        const TILE_WORDS: usize = TILE_ROWS * TILE_ROWS;
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+        let a1 = lhs.add(TILE_ROWS * row_words);
+        let b1 = rhs.add(k_blocks * TILE_WORDS);
+        for kb in 0..k_blocks {
+            asm!(
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {s64}*1]",
+                "tileloadd tmm7, [{b1} + {s64}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) lhs.add(kb * TILE_ROWS),
+                a1 = in(reg) a1.add(kb * TILE_ROWS),
+                b0 = in(reg) rhs.add(kb * TILE_WORDS),
+                b1 = in(reg) b1.add(kb * TILE_WORDS),
+                sa = in(reg) 4 * row_words,
+                s64 = in(reg) 64usize,
+                options(nostack, readonly)
+            );
+        }
+        store(out);
+    }
+
+    /// tmm0–3 into the block: rows 0–15 then 16–31, columns 0–15 then 16–31.
+    #[inline(always)]
+    unsafe fn store(out: &mut Block) {
         let out = out.as_mut_ptr();
         asm!(
             "tilestored [{o} + {s}*1], tmm0",
