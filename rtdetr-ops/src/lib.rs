@@ -10,7 +10,10 @@
 //!
 //! Laid out by op family, as rten does:
 //! - [`conv`]: [`conv2d`] dispatch to the direct depthwise kernel, 1×1 matrix products, or
-//!   convolution as banded unfold + gemm, each with its own backward;
+//!   convolution as banded unfold + gemm, each with its own backward; in bf16 evaluation
+//!   ([`with_precision`]) full convolutions on AMX tiles;
+//! - [`Linear`]: candle's linear layer, or in bf16 evaluation a product on AMX tiles (`amx`: the
+//!   `tdpbf16ps` kernels in inline assembly; no maintained crate multiplies on AMX);
 //! - [`norm`]: [`BatchNorm2d`] (evaluation affine map; training as one op that recomputes instead
 //!   of storing) and a differentiable [`LayerNorm`];
 //! - [`bias_act`]: `act(x + bias)` in one pass, for folded evaluation;
