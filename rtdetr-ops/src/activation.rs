@@ -79,11 +79,86 @@ unsafe fn bias_act_plane_avx2(plane: &mut [f32], bias: f32, silu: bool) {
     bias_act_plane(plane, bias, silu)
 }
 
-/// [`bias_act_plane`] compiled for AVX-512, picked at run time.
+/// [`bias_act_plane`] for AVX-512, picked at run time; SiLU through [`avx512::silu`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn bias_act_plane_avx512(plane: &mut [f32], bias: f32, silu: bool) {
-    bias_act_plane(plane, bias, silu)
+    if silu {
+        avx512::bias_silu_plane(plane, bias)
+    } else {
+        add_plane(plane, bias)
+    }
+}
+
+/// SiLU on 16 lanes: [`exp_f32`]'s steps in intrinsics, and the division by `1 + e^-y` as a
+/// reciprocal estimate refined by one Newton step (`vdivps` alone took half of SiLU's time).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// `y · sigmoid(y)`, within 3e-7 relative of `y / (1 + exp(-y))`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn silu(y: __m512) -> __m512 {
+        const ROUND: f32 = 12_582_912.0;
+        let x = _mm512_min_ps(
+            _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), y), _mm512_set1_ps(-87.0)),
+            _mm512_set1_ps(87.0),
+        );
+        let shifted = _mm512_fmadd_ps(
+            x,
+            _mm512_set1_ps(std::f32::consts::LOG2_E),
+            _mm512_set1_ps(ROUND),
+        );
+        let n = _mm512_sub_ps(shifted, _mm512_set1_ps(ROUND));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.0 / 5040.0);
+        for c in [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let bits = _mm512_add_epi32(
+            _mm512_sub_epi32(
+                _mm512_castps_si512(shifted),
+                _mm512_set1_epi32(ROUND.to_bits() as i32),
+            ),
+            _mm512_set1_epi32(127),
+        );
+        let e = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(bits)), p);
+        let d = _mm512_add_ps(e, _mm512_set1_ps(1.0));
+        let rcp = _mm512_rcp14_ps(d);
+        let rcp = _mm512_mul_ps(rcp, _mm512_fnmadd_ps(d, rcp, _mm512_set1_ps(2.0)));
+        _mm512_mul_ps(y, rcp)
+    }
+
+    /// `v = silu(v + bias)` over `plane`.
+    #[target_feature(enable = "avx512f")]
+    pub fn bias_silu_plane(plane: &mut [f32], bias: f32) {
+        let b = _mm512_set1_ps(bias);
+        let mut chunks = plane.chunks_exact_mut(16);
+        for c in &mut chunks {
+            // SAFETY: `c` holds 16 floats.
+            unsafe {
+                let v = _mm512_loadu_ps(c.as_ptr());
+                _mm512_storeu_ps(c.as_mut_ptr(), silu(_mm512_add_ps(v, b)));
+            }
+        }
+        let tail = chunks.into_remainder();
+        let mask = ((1u32 << tail.len()) - 1) as u16;
+        // SAFETY: the mask covers only the `tail.len()` floats of `tail`.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(mask, tail.as_ptr());
+            _mm512_mask_storeu_ps(tail.as_mut_ptr(), mask, silu(_mm512_add_ps(v, b)));
+        }
+    }
 }
 
 /// `v = act(v + bias)` over `plane` in place, with the widest vectors the CPU has.

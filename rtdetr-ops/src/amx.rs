@@ -135,7 +135,7 @@ impl Operands<'_> {
     /// Panics unless every tile read of `tiles` stays inside the operands' slices.
     fn check(&self, tiles: &[PixelTile]) {
         let tile = TILE_ROWS * TILE_ROWS;
-        assert!(self.m_blocks % 2 == 0 && self.c_blocks > 0);
+        assert!(self.m_blocks.is_multiple_of(2) && self.c_blocks > 0);
         assert!(self.weights.len() >= self.m_blocks * self.taps.len() * self.c_blocks * tile);
         let last_pixel = tiles.iter().map(|t| t.input).max().unwrap_or(0)
             + self.taps.iter().max().copied().unwrap_or(0)
@@ -201,7 +201,7 @@ pub(crate) fn run_gemm(
 ) {
     assert!(available(), "AMX tiles are not available on this CPU");
     let row_words = ops.k_blocks * TILE_ROWS;
-    assert!(ops.n_blocks % 2 == 0 && ops.k_blocks > 0);
+    assert!(ops.n_blocks.is_multiple_of(2) && ops.k_blocks > 0);
     assert!(ops.lhs.len() >= row_blocks.end * 2 * TILE_ROWS * row_words);
     assert!(ops.rhs.len() >= ops.n_blocks * ops.k_blocks * TILE_ROWS * TILE_ROWS);
     #[cfg(target_arch = "x86_64")]

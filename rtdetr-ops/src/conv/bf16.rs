@@ -321,11 +321,26 @@ unsafe fn emit_avx512(
     block: &amx::Block,
     m0: usize,
     pair: &[PixelTile],
-    shape: (usize, usize),
+    (c_out, plane): (usize, usize),
     dst: Out,
     epilogue: &Epilogue,
 ) {
-    emit_portable(block, m0, pair, shape, dst, epilogue)
+    use std::arch::x86_64::*;
+    let rows = (c_out - m0).min(2 * TILE_ROWS);
+    for (i, row) in block.chunks_exact(2 * TILE_ROWS).take(rows).enumerate() {
+        let m = m0 + i;
+        let bias = _mm512_set1_ps(epilogue.bias[m]);
+        for (t, tile) in pair.iter().enumerate() {
+            let v = _mm512_add_ps(_mm512_loadu_ps(row.as_ptr().add(t * TILE_ROWS)), bias);
+            let v = if epilogue.silu {
+                crate::activation::avx512::silu(v)
+            } else {
+                v
+            };
+            let mask = ((1u32 << tile.len) - 1) as u16;
+            _mm512_mask_storeu_ps(dst.0.add(m * plane + tile.output), mask, v);
+        }
+    }
 }
 
 #[inline(always)]
