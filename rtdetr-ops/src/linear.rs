@@ -133,7 +133,9 @@ impl LinearBf16 {
             k_blocks: self.k_blocks(),
             n_blocks: self.n_blocks(),
         };
-        let mut out = vec![0f32; self.rows * self.out_dim];
+        // Every element is written once by `emit`, so the output is not zeroed first.
+        let len = self.rows * self.out_dim;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
         let dst = Out(out.as_mut_ptr());
         let threads = candle::utils::get_num_threads();
         let per_job = row_blocks.div_ceil(4 * threads).max(1);
@@ -147,6 +149,9 @@ impl LinearBf16 {
                 })
             });
         crate::huge::keep(scratch);
+        // SAFETY: the row blocks cover every row and each block every column below `out_dim`,
+        // so `emit` initialised all `len` elements.
+        unsafe { out.set_len(len) };
         out
     }
 

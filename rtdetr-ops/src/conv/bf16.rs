@@ -219,10 +219,13 @@ impl ConvBf16 {
             .div_ceil(JOBS_PER_THREAD * threads)
             .next_multiple_of(2)
             .max(2);
-        let mut out = vec![0f32; self.b * c_out * plane];
+        // Every element is written once by `emit` (each tile's pixels, every channel), so the
+        // output is not zeroed first: at 640×640 that memset was 5 % of a bf16 pass.
+        let len = self.b * c_out * plane;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
         let mut scratch = crate::huge::scratch(self.input_len());
         let input = scratch.as_mut_slice();
-        for (image, out) in out.chunks_exact_mut(c_out * plane).enumerate() {
+        for image in 0..self.b {
             let gate = self.gate.as_ref().map(|g| &g[image * self.c..][..self.c]);
             self.convert_input(&xs[image * image_len..][..image_len], gate, &mut *input);
             let ops = Operands {
@@ -233,7 +236,8 @@ impl ConvBf16 {
                 c_blocks: self.c_blocks(),
                 m_blocks: self.m_blocks(),
             };
-            let dst = Out(out.as_mut_ptr());
+            // SAFETY: image `image`'s [C_out, plane] block lies inside the capacity.
+            let dst = Out(unsafe { out.as_mut_ptr().add(image * c_out * plane) });
             tiles.par_chunks(per_job).for_each(|tiles| {
                 amx::run(&ops, tiles, |m0, pair, block| {
                     // SAFETY: each job writes only its own tiles' pixels, inside the
@@ -243,6 +247,9 @@ impl ConvBf16 {
             });
         }
         crate::huge::keep(scratch);
+        // SAFETY: the tiles cover every pixel of every image and `emit` wrote every channel of
+        // each, so all `len` elements are initialised.
+        unsafe { out.set_len(len) };
         out
     }
 }
