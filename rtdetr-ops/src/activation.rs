@@ -51,13 +51,6 @@ fn silu_plane(plane: &mut [f32], bias: f32) {
     }
 }
 
-/// `v = act(v + bias)` for the 16 lanes of one AVX-512 register, inlined into its caller's
-/// vector build.
-#[inline(always)]
-pub(crate) fn bias_act16(v: &mut [f32; 16], bias: f32, silu: bool) {
-    bias_act_plane(v, bias, silu)
-}
-
 #[inline(always)]
 fn add_plane(plane: &mut [f32], bias: f32) {
     plane.iter_mut().for_each(|v| *v += bias);

@@ -54,6 +54,20 @@ fn detect() -> bool {
     false
 }
 
+/// The word of `a` (low half) and `b` (high half), each rounded to bf16: one channel (or K)
+/// pair of a tile row.
+#[inline(always)]
+pub(crate) fn pair_word(a: f32, b: f32) -> u32 {
+    bf16_bits(a) as u32 | (bf16_bits(b) as u32) << 16
+}
+
+/// An f32 output that parallel jobs write at disjoint places (each kernel's caller says which).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+// SAFETY: the jobs sharing one write disjoint elements.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
 /// `u16` bf16 bits as words of two (the first in the low half), as tiles read them.
 pub(crate) fn words(halves: &[u16]) -> Vec<u32> {
     halves

@@ -7,7 +7,7 @@ use candle::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use crate::amx::{self, bf16_bits, Block, GemmOperands, TILE_DEPTH, TILE_ROWS};
+use crate::amx::{self, pair_word, Block, GemmOperands, SharedOut, TILE_DEPTH, TILE_ROWS};
 
 /// `y = x Wᵀ + b` with the state_dict keys `weight` and `bias`.
 #[derive(Clone, Debug)]
@@ -136,7 +136,7 @@ impl LinearBf16 {
         // Every element is written once by `emit`, so the output is not zeroed first.
         let len = self.rows * self.out_dim;
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        let dst = Out(out.as_mut_ptr());
+        let dst = SharedOut(out.as_mut_ptr());
         let threads = candle::utils::get_num_threads();
         let per_job = row_blocks.div_ceil(4 * threads).max(1);
         (0..row_blocks.div_ceil(per_job))
@@ -159,7 +159,7 @@ impl LinearBf16 {
     ///
     /// # Safety
     /// Rows `r0..r0 + 32` of the output are this job's alone.
-    unsafe fn emit(&self, r0: usize, n0: usize, block: &Block, dst: Out) {
+    unsafe fn emit(&self, r0: usize, n0: usize, block: &Block, dst: SharedOut) {
         let cols = (self.out_dim - n0).min(2 * TILE_ROWS);
         let bias = &self.bias[n0..][..cols];
         for (i, src) in block.chunks_exact(2 * TILE_ROWS).enumerate() {
@@ -175,12 +175,6 @@ impl LinearBf16 {
     }
 }
 
-/// The word of `a` (low half) and `b` (high half), each rounded to bf16.
-#[inline(always)]
-fn pair_word(a: f32, b: f32) -> u32 {
-    bf16_bits(a) as u32 | (bf16_bits(b) as u32) << 16
-}
-
 /// One input row into words of two bf16, zeros past its end (the K padding must be zero: it
 /// meets the weight's zero padding, and stale words could hold infinities).
 fn convert_row(dst: &mut [u32], x: &[f32]) {
@@ -194,12 +188,6 @@ fn convert_row(dst: &mut [u32], x: &[f32]) {
     }
     words.for_each(|d| *d = 0);
 }
-
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: jobs write disjoint rows.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 
 impl CustomOp2 for LinearBf16 {
     fn name(&self) -> &'static str {

@@ -16,7 +16,7 @@ pub fn execution(device: &Device, dtype: DType) -> (DType, Precision) {
 }
 
 /// Says once, on the first bf16 request on a CPU without AMX bf16 tiles, that bf16 runs there
-/// as rounded f32 (slower than f32).
+/// as rounded f32 convolutions (slower than f32) and f32 linear layers.
 pub fn warn_if_emulated(precision: Precision) {
     if precision == Precision::Bf16 && !rtdetr_ops::precision::bf16_is_native() {
         static WARNED: std::sync::Once = std::sync::Once::new();

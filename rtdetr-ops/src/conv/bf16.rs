@@ -10,7 +10,9 @@ use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::activation::Epilogue;
-use crate::amx::{self, bf16_bits, Operands, PixelTile, TILE_DEPTH, TILE_ROWS};
+use crate::amx::{
+    self, bf16_bits, pair_word, Operands, PixelTile, SharedOut, TILE_DEPTH, TILE_ROWS,
+};
 use crate::cpu::cpu_slice;
 
 /// Jobs per thread of one image's pixel tiles: fewer jobs reuse each weight tile over more
@@ -237,7 +239,7 @@ impl ConvBf16 {
                 m_blocks: self.m_blocks(),
             };
             // SAFETY: image `image`'s [C_out, plane] block lies inside the capacity.
-            let dst = Out(unsafe { out.as_mut_ptr().add(image * c_out * plane) });
+            let dst = SharedOut(unsafe { out.as_mut_ptr().add(image * c_out * plane) });
             tiles.par_chunks(per_job).for_each(|tiles| {
                 amx::run(&ops, tiles, |m0, pair, block| {
                     // SAFETY: each job writes only its own tiles' pixels, inside the
@@ -252,12 +254,6 @@ impl ConvBf16 {
         unsafe { out.set_len(len) };
         out
     }
-}
-
-/// The word of channels `a` (low half) and `b` (high half) of one pixel.
-#[inline(always)]
-fn pair_word(a: f32, b: f32) -> u32 {
-    bf16_bits(a) as u32 | (bf16_bits(b) as u32) << 16
 }
 
 /// `row[x] = pair_word(first[x]·g0, second[x]·g1)` (`second` zeros when absent).
@@ -303,33 +299,18 @@ fn convert_row_portable(
 }
 
 /// Writes the channels `m0..m0 + 32` (those below `C_out`) of the pixel tiles `pair` from `block`
-/// into the `[C_out, plane]` output, with the bias and activation.
+/// into the `[C_out, plane]` output, with the bias and activation. AMX implies AVX-512.
 ///
 /// # Safety
 /// The tiles' pixels are inside the plane and written by no other job.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn emit(
     block: &amx::Block,
     m0: usize,
     pair: &[PixelTile],
     (c_out, plane): (usize, usize),
-    dst: Out,
-    epilogue: &Epilogue,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-        return emit_avx512(block, m0, pair, (c_out, plane), dst, epilogue);
-    }
-    emit_portable(block, m0, pair, (c_out, plane), dst, epilogue)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn emit_avx512(
-    block: &amx::Block,
-    m0: usize,
-    pair: &[PixelTile],
-    (c_out, plane): (usize, usize),
-    dst: Out,
+    dst: SharedOut,
     epilogue: &Epilogue,
 ) {
     use std::arch::x86_64::*;
@@ -350,43 +331,16 @@ unsafe fn emit_avx512(
     }
 }
 
-#[inline(always)]
-unsafe fn emit_portable(
-    block: &amx::Block,
-    m0: usize,
-    pair: &[PixelTile],
-    (c_out, plane): (usize, usize),
-    dst: Out,
-    epilogue: &Epilogue,
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn emit(
+    _: &amx::Block,
+    _: usize,
+    _: &[PixelTile],
+    _: (usize, usize),
+    _: SharedOut,
+    _: &Epilogue,
 ) {
-    let rows = (c_out - m0).min(2 * TILE_ROWS);
-    for (i, row) in block.chunks_exact(2 * TILE_ROWS).take(rows).enumerate() {
-        let m = m0 + i;
-        let bias = epilogue.bias[m];
-        for (t, tile) in pair.iter().enumerate() {
-            let mut v = [0f32; 16];
-            v.copy_from_slice(&row[t * TILE_ROWS..][..TILE_ROWS]);
-            crate::activation::bias_act16(&mut v, bias, epilogue.silu);
-            dst.row(m * plane + tile.output, tile.len)
-                .copy_from_slice(&v[..tile.len]);
-        }
-    }
-}
-
-/// The output, written by parallel jobs at disjoint pixels.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: jobs write disjoint pixels.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// # Safety
-    /// `at..at + len` is inside the output and written by no other job.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, at: usize, len: usize) -> &mut [f32] {
-        std::slice::from_raw_parts_mut(self.0.add(at), len)
-    }
+    unreachable!("AMX tiles are x86-64 only")
 }
 
 impl CustomOp2 for ConvBf16 {

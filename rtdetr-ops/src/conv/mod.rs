@@ -123,13 +123,7 @@ pub fn pointwise_per_image_bias_act(
         bias: bias.to_vec1()?,
         silu,
     };
-    let describe = || {
-        (
-            "conv 1×1 s1 (gated)".to_string(),
-            format!("[{b}, {c_in}, {h}, {w}] → [{c_out}, {h}, {w}]"),
-            (2 * b * c_out * c_in * h * w) as u64,
-        )
-    };
+    let describe = || gated_layer((b, c_in, h, w), c_out);
     crate::profile::timed(describe, || {
         pointwise::pointwise_fused(xs, weights, epilogue)
     })
@@ -166,16 +160,22 @@ pub fn pointwise_gated_bias_act(
         bias: bias.to_vec1()?,
         silu,
     };
-    let describe = || {
-        (
-            "conv 1×1 s1 (gated)".to_string(),
-            format!("[{b}, {c_in}, {h}, {w}] → [{c_out}, {h}, {w}]"),
-            (2 * b * c_out * c_in * h * w) as u64,
-        )
-    };
+    let describe = || gated_layer((b, c_in, h, w), c_out);
     crate::profile::timed(describe, || {
         bf16::pointwise_gated_bias_act_bf16(xs, weight, gate, epilogue)
     })
+}
+
+/// The profile's name, shape and FLOPs of a gated 1×1 layer.
+fn gated_layer(
+    (b, c_in, h, w): (usize, usize, usize, usize),
+    c_out: usize,
+) -> (String, String, u64) {
+    (
+        "conv 1×1 s1 (gated)".to_string(),
+        format!("[{b}, {c_in}, {h}, {w}] → [{c_out}, {h}, {w}]"),
+        (2 * b * c_out * c_in * h * w) as u64,
+    )
 }
 
 /// A 1×1 convolution as one matrix product per image.
