@@ -33,8 +33,9 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Float type of the forward pass: f32, or bf16 (on the CPU: the full convolutions
-    /// multiply bf16 operands on AMX tiles, the rest stays f32; on CUDA: bf16 weights).
+    /// Float type of the forward pass: f32, or bf16 (on the CPU: the full convolutions and
+    /// linear layers multiply bf16 operands on AMX tiles or AVX512-BF16, the rest stays f32; on
+    /// CUDA: bf16 weights).
     #[arg(long, default_value = "f32", value_parser = crate::flags::dtype)]
     dtype: DType,
     /// Write the figures as JSON to this file.

@@ -45,8 +45,8 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Float type: f32, or bf16 (on the CPU the full convolutions multiply bf16 operands on AMX
-    /// tiles, the rest stays f32; on CUDA bf16 weights).
+    /// Float type: f32, or bf16 (on the CPU the full convolutions and linear layers multiply
+    /// bf16 operands on AMX tiles or AVX512-BF16, the rest stays f32; on CUDA bf16 weights).
     #[arg(long, default_value = "f32", value_parser = crate::flags::dtype)]
     dtype: candle::DType,
     /// Folder for annotated images and `labels/` (default runs/detect/predict, predict2, ..., the

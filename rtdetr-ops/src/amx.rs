@@ -13,8 +13,7 @@
 //! - a tap is a pixel offset into the (padded) input, a pixel tile the input pixel of its first
 //!   output pixel's window: the convolution is summed without unfolding anything.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// Output channels and input channels per tile.
 pub(crate) const TILE_ROWS: usize = 16;
@@ -52,73 +51,6 @@ fn detect() -> bool {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 fn detect() -> bool {
     false
-}
-
-/// The word of `a` (low half) and `b` (high half), each rounded to bf16: one channel (or K)
-/// pair of a tile row.
-#[inline(always)]
-pub(crate) fn pair_word(a: f32, b: f32) -> u32 {
-    bf16_bits(a) as u32 | (bf16_bits(b) as u32) << 16
-}
-
-/// An f32 output that parallel jobs write at disjoint places (each kernel's caller says which).
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub *mut f32);
-// SAFETY: the jobs sharing one write disjoint elements.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-/// `u16` bf16 bits as words of two (the first in the low half), as tiles read them.
-pub(crate) fn words(halves: &[u16]) -> Vec<u32> {
-    halves
-        .chunks(2)
-        .map(|w| w[0] as u32 | (w.get(1).copied().unwrap_or(0) as u32) << 16)
-        .collect()
-}
-
-/// Packed weights by tensor and layout (a tensor's id is never reused, and evaluation weights
-/// are not changed in place), up to [`PACKED_BYTES`]; past it the cache starts over.
-type PackedCache = HashMap<(candle::TensorId, [usize; 4]), Arc<Vec<u32>>>;
-
-/// The most bytes of packed weights kept: the XL model's are about 0.5 GB.
-const PACKED_BYTES: usize = 1 << 30;
-
-/// The packed form of tensor `id` in the layout `key`, packed by `pack` on first use.
-pub(crate) fn packed(
-    id: candle::TensorId,
-    key: [usize; 4],
-    pack: impl FnOnce() -> Vec<u32>,
-) -> Arc<Vec<u32>> {
-    static CACHE: Mutex<Option<(PackedCache, usize)>> = Mutex::new(None);
-    let lock = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(found) = lock()
-        .as_ref()
-        .and_then(|(map, _)| map.get(&(id, key)).cloned())
-    {
-        return found;
-    }
-    let packed = Arc::new(pack());
-    let mut guard = lock();
-    let (map, bytes) = guard.get_or_insert_with(Default::default);
-    if *bytes + 4 * packed.len() > PACKED_BYTES {
-        map.clear();
-        *bytes = 0;
-    }
-    *bytes += 4 * packed.len();
-    map.insert((id, key), packed.clone());
-    packed
-}
-
-/// The bits of `x` rounded to the nearest bf16, ties to even (as `torch.bfloat16`); NaN stays NaN.
-#[inline(always)]
-pub(crate) fn bf16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
-    if x.is_nan() {
-        0x7fc0
-    } else {
-        rounded
-    }
 }
 
 /// 16 output pixels that one tile computes.

@@ -11,9 +11,10 @@
 //! Laid out by op family, as rten does:
 //! - [`conv`]: [`conv2d`] dispatch to the direct depthwise kernel, 1×1 matrix products, or
 //!   convolution as banded unfold + gemm, each with its own backward; in bf16 evaluation
-//!   ([`with_precision`]) full convolutions on AMX tiles;
+//!   ([`with_precision`]) full convolutions on AMX tiles or AVX512-BF16 vectors;
 //! - [`Linear`]: candle's linear layer, or in bf16 evaluation a product on AMX tiles (`amx`: the
-//!   `tdpbf16ps` kernels in inline assembly; no maintained crate multiplies on AMX);
+//!   `tdpbf16ps` kernels in inline assembly) or AVX512-BF16 vectors (`dpbf16`: `vdpbf16ps`
+//!   intrinsics); no maintained crate multiplies bf16 on either;
 //! - [`norm`]: [`BatchNorm2d`] (evaluation affine map; training as one op that recomputes instead
 //!   of storing) and a differentiable [`LayerNorm`];
 //! - [`bias_act`]: `act(x + bias)` in one pass, for folded evaluation;
@@ -42,9 +43,11 @@
 mod dtype;
 mod activation;
 mod amx;
+mod bf16;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod dpbf16;
 mod huge;
 mod linear;
 mod rng;

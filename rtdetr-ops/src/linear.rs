@@ -1,13 +1,15 @@
-//! `nn.Linear`: candle's, except in bf16 evaluation ([`crate::with_precision`]) on a CPU with AMX,
-//! where the product runs on bf16 tiles (the input converted row by row, the weight packed once
-//! and kept, the bias added as each 32 × 32 block leaves the tiles).
+//! `nn.Linear`: candle's, except in bf16 evaluation ([`crate::with_precision`]) on a CPU with AMX
+//! or AVX512-BF16, where the product runs on bf16 tiles or vectors (the input converted row by
+//! row, the weight packed once and kept, the bias added as each block leaves the kernel).
 
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use crate::amx::{self, pair_word, Block, GemmOperands, SharedOut, TILE_DEPTH, TILE_ROWS};
+use crate::amx::{self, Block, GemmOperands, TILE_DEPTH, TILE_ROWS};
+use crate::bf16::{pair_word, Bf16Kernel, PackedLayout, SharedOut};
+use crate::dpbf16::{self, COLUMNS, ROWS};
 
 /// `y = x Wᵀ + b` with the state_dict keys `weight` and `bias`.
 #[derive(Clone, Debug)]
@@ -38,12 +40,22 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let bf16 = crate::precision::precision() == crate::Precision::Bf16
-            && amx::available()
             && xs.device().is_cpu()
             && xs.dtype() == DType::F32
             && self.weight().dtype() == DType::F32
             && xs.rank() >= 2;
-        if !bf16 {
+        match bf16 {
+            true => self.forward_bf16(xs, Bf16Kernel::native()),
+            false => self.0.forward(xs),
+        }
+    }
+}
+
+impl Linear {
+    /// The bf16 product on `kernel`; without bf16 instructions candle's f32 product (rounding
+    /// the operands alone would gain nothing).
+    fn forward_bf16(&self, xs: &Tensor, kernel: Bf16Kernel) -> Result<Tensor> {
+        if kernel == Bf16Kernel::Rounded {
             return self.0.forward(xs);
         }
         let (out_dim, in_dim) = self.weight().dims2()?;
@@ -61,6 +73,7 @@ impl Module for Linear {
             None => vec![0.0; out_dim],
         };
         let op = LinearBf16 {
+            kernel,
             rows,
             in_dim,
             out_dim,
@@ -77,6 +90,8 @@ impl Module for Linear {
 }
 
 struct LinearBf16 {
+    /// [`Bf16Kernel::Tiles`] or [`Bf16Kernel::Vectors`].
+    kernel: Bf16Kernel,
     rows: usize,
     in_dim: usize,
     out_dim: usize,
@@ -91,6 +106,73 @@ impl LinearBf16 {
 
     fn n_blocks(&self) -> usize {
         self.out_dim.div_ceil(2 * TILE_ROWS) * 2
+    }
+
+    fn pairs(&self) -> usize {
+        self.in_dim.div_ceil(2)
+    }
+
+    /// `W [out, in]` → `[n_blocks][pairs][COLUMNS]` words of `(W[n][k], W[n][k+1])` (the layout
+    /// of [`dpbf16`]), zeros past `out` and `in`.
+    fn pack_vectors(&self, weight: &[f32]) -> Vec<u32> {
+        let pairs = self.pairs();
+        let mut packed = vec![0u32; self.out_dim.div_ceil(COLUMNS) * pairs * COLUMNS];
+        packed
+            .par_chunks_mut(pairs * COLUMNS)
+            .enumerate()
+            .for_each(|(nb, dst)| {
+                for col in 0..COLUMNS {
+                    let n = nb * COLUMNS + col;
+                    let Some(row) = weight.get(n * self.in_dim..(n + 1) * self.in_dim) else {
+                        break;
+                    };
+                    for (pair, w) in row.chunks(2).enumerate() {
+                        dst[pair * COLUMNS + col] =
+                            pair_word(w[0], w.get(1).copied().unwrap_or(0.0));
+                    }
+                }
+            });
+        packed
+    }
+
+    /// `y = x Wᵀ + b` on AVX512-BF16 vectors.
+    fn forward_vectors(&self, xs: &[f32], weight: &[f32]) -> Vec<f32> {
+        let layout = PackedLayout {
+            kernel: "linear-vectors",
+            shape: [self.out_dim, self.in_dim, 0, 0],
+        };
+        let rhs = crate::bf16::packed(self.weight_id, layout, || self.pack_vectors(weight));
+        let row_words = self.pairs();
+        let row_blocks = self.rows.div_ceil(ROWS);
+        let mut scratch = crate::huge::scratch(row_blocks * ROWS * row_words);
+        let lhs = scratch.as_mut_slice();
+        lhs.par_chunks_mut(row_words)
+            .zip(xs.par_chunks(self.in_dim))
+            .for_each(|(dst, x)| convert_row(dst, x));
+        let ops = dpbf16::GemmOperands {
+            lhs,
+            row_words,
+            rhs: &rhs,
+            pairs: self.pairs(),
+            n_blocks: self.out_dim.div_ceil(COLUMNS),
+        };
+        let len = self.rows * self.out_dim;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let dst = SharedOut(out.as_mut_ptr());
+        let threads = candle::utils::get_num_threads();
+        let per_job = row_blocks.div_ceil(4 * threads).max(1);
+        let shape = (self.rows, self.out_dim);
+        (0..row_blocks.div_ceil(per_job))
+            .into_par_iter()
+            .for_each(|job| {
+                let blocks = job * per_job..((job + 1) * per_job).min(row_blocks);
+                // SAFETY: each job writes only its own rows of the [rows, out_dim] output.
+                unsafe { dpbf16::run_gemm(&ops, blocks, shape, &self.bias, dst) }
+            });
+        crate::huge::keep(scratch);
+        // SAFETY: the row blocks cover every row, and each row every column.
+        unsafe { out.set_len(len) };
+        out
     }
 
     /// `W [out, in]` → `[n_blocks][k_blocks][16 pairs][16 columns]` words of `(W[n][k], W[n][k+1])`,
@@ -118,8 +200,14 @@ impl LinearBf16 {
     }
 
     fn forward(&self, xs: &[f32], weight: &[f32]) -> Vec<f32> {
-        let key = [self.out_dim, self.in_dim, 0, 0];
-        let rhs = amx::packed(self.weight_id, key, || self.pack(weight));
+        if self.kernel != Bf16Kernel::Tiles {
+            return self.forward_vectors(xs, weight);
+        }
+        let layout = PackedLayout {
+            kernel: "linear-tiles",
+            shape: [self.out_dim, self.in_dim, 0, 0],
+        };
+        let rhs = crate::bf16::packed(self.weight_id, layout, || self.pack(weight));
         let row_words = self.k_blocks() * TILE_ROWS;
         let row_blocks = self.rows.div_ceil(2 * TILE_ROWS);
         let mut scratch = crate::huge::scratch(row_blocks * 2 * TILE_ROWS * row_words);
@@ -225,7 +313,8 @@ mod tests {
 
     /// Against the product of the bf16-rounded operands in f64: rows and widths not multiples
     /// of 32 (or odd), a 3-d input, with and without bias; each case twice (the second finds the
-    /// packed weight). Without AMX, candle's f32 linear, to f32 accuracy.
+    /// packed weight); each kernel this CPU runs (the fallback is candle's f32 linear, to f32
+    /// accuracy).
     #[test]
     fn equals_the_bf16_rounded_product() {
         let dev = Device::Cpu;
@@ -239,28 +328,30 @@ mod tests {
             let w = Tensor::randn(0f32, 0.2, (out_dim, in_dim), &dev).unwrap();
             let b = bias.then(|| Tensor::randn(0f32, 1., out_dim, &dev).unwrap());
             let layer = Linear::new(w.clone(), b.clone());
-            let f64 = |t: &Tensor| match amx::available() {
-                true => t
-                    .to_dtype(DType::BF16)
-                    .unwrap()
-                    .to_dtype(DType::F64)
-                    .unwrap(),
-                false => t.to_dtype(DType::F64).unwrap(),
-            };
-            let (xs64, w64) = (f64(&xs), f64(&w));
-            let want = xs64.broadcast_matmul(&w64.t().unwrap()).unwrap();
-            let want = match &b {
-                Some(b) => want
-                    .broadcast_add(&b.to_dtype(DType::F64).unwrap())
-                    .unwrap(),
-                None => want,
-            };
-            for _ in 0..2 {
-                let got =
-                    crate::with_precision(crate::Precision::Bf16, || layer.forward(&xs)).unwrap();
-                assert_eq!(got.dims(), want.dims());
-                let diff = crate::testing::max_abs_diff(&got.to_dtype(DType::F64).unwrap(), &want);
-                assert!(diff < 2e-5, "{shape:?} → {out_dim}: {diff}");
+            for kernel in Bf16Kernel::runnable() {
+                let f64 = |t: &Tensor| match kernel != Bf16Kernel::Rounded {
+                    true => t
+                        .to_dtype(DType::BF16)
+                        .unwrap()
+                        .to_dtype(DType::F64)
+                        .unwrap(),
+                    false => t.to_dtype(DType::F64).unwrap(),
+                };
+                let (xs64, w64) = (f64(&xs), f64(&w));
+                let want = xs64.broadcast_matmul(&w64.t().unwrap()).unwrap();
+                let want = match &b {
+                    Some(b) => want
+                        .broadcast_add(&b.to_dtype(DType::F64).unwrap())
+                        .unwrap(),
+                    None => want,
+                };
+                for _ in 0..2 {
+                    let got = layer.forward_bf16(&xs, kernel).unwrap();
+                    assert_eq!(got.dims(), want.dims());
+                    let diff =
+                        crate::testing::max_abs_diff(&got.to_dtype(DType::F64).unwrap(), &want);
+                    assert!(diff < 2e-5, "{kernel:?} {shape:?} → {out_dim}: {diff}");
+                }
             }
         }
     }

@@ -9,7 +9,8 @@ pub enum Precision {
     /// f32 operands and sums.
     #[default]
     F32,
-    /// Operands rounded to bf16, products summed in f32 (AMX tiles where the CPU has them):
+    /// Operands rounded to bf16, products summed in f32 (AMX tiles or AVX512-BF16 where the CPU
+    /// has them):
     /// full convolutions (`groups = 1`) in evaluation; everything else stays f32.
     Bf16,
 }
@@ -36,9 +37,10 @@ pub fn precision() -> Precision {
     CURRENT.with(|c| c.get())
 }
 
-/// Whether bf16 convolutions run on AMX tiles here (else as bf16-rounded f32, slower than f32).
+/// Whether bf16 products run on bf16 instructions here (AMX tiles or AVX512-BF16), else as
+/// bf16-rounded f32, slower than f32.
 pub fn bf16_is_native() -> bool {
-    crate::amx::available()
+    crate::bf16::Bf16Kernel::native() != crate::bf16::Bf16Kernel::Rounded
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@ pub struct DetectorOptions {
     /// Where the model runs.
     pub device: Device,
     /// The float type to run in: f32, or bf16. On the CPU, bf16 keeps the weights in f32 and
-    /// multiplies the full convolutions with bf16 operands (AMX tiles; where the CPU has none it
+    /// multiplies the full convolutions with bf16 operands (AMX tiles or AVX512-BF16; where the CPU
+    /// has neither it
     /// runs, slower than f32, and says so once); on CUDA the weights are bf16 (see
     /// [`crate::execution`]).
     pub dtype: DType,

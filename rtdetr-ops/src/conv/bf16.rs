@@ -1,26 +1,29 @@
-//! Full convolutions (any kernel size, stride and padding; 1×1 with a weight per image too)
+//! Full convolutions (any kernel size, stride and padding; 1×1 with a gate per image too)
 //! with bf16 operands and f32 sums, for evaluation: the input converted once into the padded
-//! channel-pair layout of [`amx`] (split into phase planes when strided), the weights packed into tiles, the bias and activation applied to each
-//! 32 × 32 block as it leaves the tiles. Where the CPU has no AMX the operands are rounded to
-//! bf16 and run through the f32 kernels: the same numbers, slower than f32
-//! ([`crate::precision::bf16_is_native`] tells which).
+//! channel-pair layout of [`amx`] (split into phase planes when strided), the weights packed
+//! once for the kernel, the bias and activation applied to each block as it leaves the
+//! kernel: AMX tiles ([`amx`]) or AVX512-BF16 vectors ([`dpbf16`]). Where the CPU has neither,
+//! the operands are rounded to bf16 and run through the f32 kernels: the same numbers, slower
+//! than f32 ([`crate::precision::bf16_is_native`] tells which).
 
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::activation::Epilogue;
-use crate::amx::{
-    self, bf16_bits, pair_word, Operands, PixelTile, SharedOut, TILE_DEPTH, TILE_ROWS,
-};
+use crate::amx::{self, Operands, PixelTile, TILE_DEPTH, TILE_ROWS};
+use crate::bf16::{bf16_bits, pair_word, Bf16Kernel, PackedLayout, SharedOut};
 use crate::cpu::cpu_slice;
+use crate::dpbf16::{self, CHANNELS, VECTORS};
 
 /// Jobs per thread of one image's pixel tiles: fewer jobs reuse each weight tile over more
 /// pixels, more balance the threads.
 const JOBS_PER_THREAD: usize = 8;
 
-/// A full convolution in bf16 on AMX tiles.
+/// A full convolution in bf16 on AMX tiles or AVX512-BF16 vectors.
 struct ConvBf16 {
+    /// [`Bf16Kernel::Tiles`] or [`Bf16Kernel::Vectors`].
+    kernel: Bf16Kernel,
     b: usize,
     c: usize,
     h: usize,
@@ -63,8 +66,20 @@ impl ConvBf16 {
         self.c.div_ceil(TILE_DEPTH)
     }
 
+    /// Blocks of output channels: pairs of tiles' 16, or a vector block's [`CHANNELS`].
     fn m_blocks(&self) -> usize {
-        self.c_out.div_ceil(2 * TILE_ROWS) * 2
+        match self.kernel {
+            Bf16Kernel::Tiles => self.c_out.div_ceil(2 * TILE_ROWS) * 2,
+            _ => self.c_out.div_ceil(CHANNELS),
+        }
+    }
+
+    /// Channel pairs that the kernel sums: whole tiles' 16, or just `⌈C / 2⌉`.
+    fn pairs(&self) -> usize {
+        match self.kernel {
+            Bf16Kernel::Tiles => self.c_blocks() * TILE_ROWS,
+            _ => self.c.div_ceil(2),
+        }
     }
 
     /// The taps' pixel offsets (phase plane, then row and column in it), row-major over the
@@ -115,8 +130,7 @@ impl ConvBf16 {
     /// The converted input's length: the last pair followed by room for the reads of the last
     /// tiles past its end (their dropped pixels).
     fn input_len(&self) -> usize {
-        let pairs = self.c_blocks() * TILE_ROWS;
-        pairs * self.pair_stride() + self.phase().1 + TILE_ROWS
+        self.pairs() * self.pair_stride() + self.phase().1 + TILE_ROWS
     }
 
     /// One image `[C, H, W]` → zero-padded `[pairs][phases][H_q][W_q]` words, each the bf16 of
@@ -129,7 +143,7 @@ impl ConvBf16 {
         let (hq, wq) = self.phase();
         let dense = (s, p) == (1, 0);
         out.par_chunks_mut(pair_stride)
-            .take(self.c_blocks() * TILE_ROWS)
+            .take(self.pairs())
             .enumerate()
             .for_each(|(pair, dst)| {
                 if 2 * pair >= self.c {
@@ -178,9 +192,44 @@ impl ConvBf16 {
             });
     }
 
-    /// `[C_out, C, KH, KW]` → the tile layout of [`amx`] in words of two bf16, zeros beyond
-    /// `C_out` and `C`.
+    /// `[C_out, C, KH, KW]` → the kernel's layout in words of two bf16, zeros beyond `C_out`
+    /// and `C`.
     fn pack_weights(&self, weight: &[f32]) -> Vec<u32> {
+        match self.kernel {
+            Bf16Kernel::Tiles => self.pack_tiles(weight),
+            _ => self.pack_vectors(weight),
+        }
+    }
+
+    /// `[m_blocks][taps][pairs][CHANNELS]` words (the layout of [`dpbf16`]).
+    fn pack_vectors(&self, weight: &[f32]) -> Vec<u32> {
+        let (taps, pairs) = (self.kh * self.kw, self.pairs());
+        let mut packed = vec![0u32; self.m_blocks() * taps * pairs * CHANNELS];
+        packed
+            .par_chunks_mut(taps * pairs * CHANNELS)
+            .enumerate()
+            .for_each(|(mb, dst)| {
+                for i in 0..CHANNELS {
+                    let m = mb * CHANNELS + i;
+                    if m >= self.c_out {
+                        break;
+                    }
+                    let filter = &weight[m * self.c * taps..][..self.c * taps];
+                    let at = |c: usize, t: usize| filter.get(c * taps + t).copied();
+                    for t in 0..taps {
+                        for pair in 0..pairs {
+                            let (a, b) = (at(2 * pair, t), at(2 * pair + 1, t));
+                            dst[(t * pairs + pair) * CHANNELS + i] =
+                                pair_word(a.unwrap_or(0.0), b.unwrap_or(0.0));
+                        }
+                    }
+                }
+            });
+        packed
+    }
+
+    /// `[m_blocks][taps][c_blocks][16 rows][32 channels]` (the tile layout of [`amx`]).
+    fn pack_tiles(&self, weight: &[f32]) -> Vec<u32> {
         let taps = self.kh * self.kw;
         let c_blocks = self.c_blocks();
         let tile = TILE_ROWS * TILE_DEPTH;
@@ -204,7 +253,7 @@ impl ConvBf16 {
                     }
                 }
             });
-        amx::words(&packed)
+        crate::bf16::words(&packed)
     }
 
     fn forward(&self, xs: &[f32], weight: &[f32]) -> Vec<f32> {
@@ -212,15 +261,25 @@ impl ConvBf16 {
         let (plane, c_out) = (oh * ow, self.c_out);
         let taps = self.taps();
         let tiles = self.pixel_tiles();
-        let shape = [c_out, self.c, self.kh, self.kw];
-        let weights = amx::packed(self.weight_id, shape, || self.pack_weights(weight));
+        let layout = PackedLayout {
+            kernel: match self.kernel {
+                Bf16Kernel::Tiles => "conv-tiles",
+                _ => "conv-vectors",
+            },
+            shape: [c_out, self.c, self.kh, self.kw],
+        };
+        let weights = crate::bf16::packed(self.weight_id, layout, || self.pack_weights(weight));
         let image_len = self.c * self.h * self.w;
         let threads = candle::utils::get_num_threads();
+        let group = match self.kernel {
+            Bf16Kernel::Tiles => 2,
+            _ => VECTORS,
+        };
         let per_job = tiles
             .len()
             .div_ceil(JOBS_PER_THREAD * threads)
-            .next_multiple_of(2)
-            .max(2);
+            .next_multiple_of(group)
+            .max(group);
         // Every element is written once by `emit` (each tile's pixels, every channel), so the
         // output is not zeroed first: at 640×640 that memset was 5 % of a bf16 pass.
         let len = self.b * c_out * plane;
@@ -230,23 +289,44 @@ impl ConvBf16 {
         for image in 0..self.b {
             let gate = self.gate.as_ref().map(|g| &g[image * self.c..][..self.c]);
             self.convert_input(&xs[image * image_len..][..image_len], gate, &mut *input);
-            let ops = Operands {
+            // SAFETY: image `image`'s [C_out, plane] block lies inside the capacity.
+            let dst = SharedOut(unsafe { out.as_mut_ptr().add(image * c_out * plane) });
+            if self.kernel == Bf16Kernel::Tiles {
+                let ops = Operands {
+                    weights: &weights,
+                    input: &*input,
+                    pair_stride: self.pair_stride(),
+                    taps: &taps,
+                    c_blocks: self.c_blocks(),
+                    m_blocks: self.m_blocks(),
+                };
+                tiles.par_chunks(per_job).for_each(|tiles| {
+                    amx::run(&ops, tiles, |m0, pair, block| {
+                        // SAFETY: each job writes only its own tiles' pixels, inside the
+                        // [C_out, plane] output.
+                        unsafe { emit(block, m0, pair, (c_out, plane), dst, &self.epilogue) }
+                    })
+                });
+                continue;
+            }
+            let ops = dpbf16::Operands {
                 weights: &weights,
                 input: &*input,
                 pair_stride: self.pair_stride(),
                 taps: &taps,
-                c_blocks: self.c_blocks(),
+                pairs: self.pairs(),
                 m_blocks: self.m_blocks(),
             };
-            // SAFETY: image `image`'s [C_out, plane] block lies inside the capacity.
-            let dst = SharedOut(unsafe { out.as_mut_ptr().add(image * c_out * plane) });
-            tiles.par_chunks(per_job).for_each(|tiles| {
-                amx::run(&ops, tiles, |m0, pair, block| {
-                    // SAFETY: each job writes only its own tiles' pixels, inside the
-                    // [C_out, plane] output.
-                    unsafe { emit(block, m0, pair, (c_out, plane), dst, &self.epilogue) }
-                })
-            });
+            let out = dpbf16::Output {
+                dst,
+                c_out,
+                plane,
+                epilogue: &self.epilogue,
+            };
+            // SAFETY: each job writes only its own tiles' pixels of the [C_out, plane] output.
+            tiles
+                .par_chunks(per_job)
+                .for_each(|tiles| unsafe { dpbf16::run(&ops, tiles, &out) });
         }
         crate::huge::keep(scratch);
         // SAFETY: the tiles cover every pixel of every image and `emit` wrote every channel of
@@ -390,7 +470,7 @@ pub(crate) fn conv2d_bias_act_bf16(
         None,
         (stride, padding),
         epilogue,
-        amx::available(),
+        Bf16Kernel::native(),
     )
 }
 
@@ -402,7 +482,14 @@ pub(crate) fn pointwise_gated_bias_act_bf16(
     gate: &Tensor,
     epilogue: Epilogue,
 ) -> Result<Tensor> {
-    run(xs, weight, Some(gate), (1, 0), epilogue, amx::available())
+    run(
+        xs,
+        weight,
+        Some(gate),
+        (1, 0),
+        epilogue,
+        Bf16Kernel::native(),
+    )
 }
 
 fn run(
@@ -411,7 +498,7 @@ fn run(
     gate: Option<&Tensor>,
     (stride, padding): (usize, usize),
     epilogue: Epilogue,
-    on_amx: bool,
+    kernel: Bf16Kernel,
 ) -> Result<Tensor> {
     let (b, c, h, w) = xs.dims4()?;
     let (c_out, wc, kh, kw) = weight.dims4()?;
@@ -432,7 +519,7 @@ fn run(
             )
         }
     }
-    if !on_amx {
+    if kernel == Bf16Kernel::Rounded {
         let round = |t: &Tensor| t.to_dtype(DType::BF16)?.to_dtype(DType::F32);
         let xs = match gate {
             Some(gate) => xs.broadcast_mul(&gate.reshape((b, c, 1, 1))?)?,
@@ -450,6 +537,7 @@ fn run(
         None => None,
     };
     let op = ConvBf16 {
+        kernel,
         b,
         c,
         h,
@@ -504,7 +592,8 @@ mod tests {
         .unwrap()
     }
 
-    /// AMX (where this CPU has it) and the rounded-f32 fallback against the f64 reference:
+    /// Each kernel this CPU runs (AMX tiles, AVX512-BF16 vectors, the rounded-f32 fallback)
+    /// against the f64 reference:
     /// channels not multiples of 16 or 32, widths not multiples of 16, odd sizes, batch 2, 1×1
     /// (with and without a gate), 3×3 and 5×5 with padding and without, strides 1, 2, 3; each
     /// case twice, so that the second call finds the first's packed weights and scratch.
@@ -536,7 +625,8 @@ mod tests {
                 } else {
                     want.clone()
                 };
-                for on_amx in [amx::available(), amx::available(), false] {
+                let kernels = Bf16Kernel::runnable();
+                for kernel in kernels.iter().flat_map(|&k| [k, k]) {
                     let epilogue = Epilogue {
                         bias: bias.to_vec1().unwrap(),
                         silu,
@@ -547,13 +637,13 @@ mod tests {
                         gate.as_ref(),
                         (stride, padding),
                         epilogue,
-                        on_amx,
+                        kernel,
                     )
                     .unwrap();
                     assert_eq!(got.dims(), want.dims());
                     let diff =
                         crate::testing::max_abs_diff(&got.to_dtype(DType::F64).unwrap(), &want);
-                    let case = (b, c, c_out, (h, w, k, stride, padding), gated, silu, on_amx);
+                    let case = (b, c, c_out, (h, w, k, stride, padding), gated, silu, kernel);
                     assert!(diff < 2e-5, "{case:?}: {diff}");
                 }
             }
