@@ -45,8 +45,9 @@ pub struct Args {
     /// the GFLOP/s each reaches against the machine's measured f32 FMA peak.
     #[arg(long)]
     profile: bool,
-    /// Also time every convolution (with its bias and activation) and print them grouped by kind
-    /// and shape, slowest first: the per-layer table of BENCHMARKS.md (`--json` adds it).
+    /// Also time every convolution (with its bias and activation), linear layer and deformable
+    /// sampling, and print them grouped by kind and shape, slowest first: the per-layer table of
+    /// BENCHMARKS.md (`--json` adds it).
     #[arg(long, conflicts_with_all = ["profile", "train"])]
     layers: bool,
     /// Only measure the machine's f32 FMA peak (one thread and every thread) and exit.

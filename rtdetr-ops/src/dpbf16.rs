@@ -133,8 +133,10 @@ pub(crate) unsafe fn run_gemm(
     assert!(ops.rhs.len() >= ops.n_blocks * ops.pairs * COLUMNS);
     assert!(bias.len() >= out_dim && row_blocks.end <= rows.div_ceil(ROWS));
     #[cfg(target_arch = "x86_64")]
-    for r in row_blocks {
-        for n in 0..ops.n_blocks {
+    // Column blocks outside: one block's weights (`pairs · COLUMNS` words, 32 KiB at 256
+    // inputs) stay in L1 while the rows stream past.
+    for n in 0..ops.n_blocks {
+        for r in row_blocks.clone() {
             // SAFETY: the asserts bounded every read, the caller every write.
             unsafe { kernel::gemm_block(ops, r, n, (rows, out_dim), bias, dst) }
         }

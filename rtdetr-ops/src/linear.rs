@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use crate::amx::{self, Block, GemmOperands, TILE_DEPTH, TILE_ROWS};
-use crate::bf16::{pair_word, Bf16Kernel, PackedLayout, SharedOut};
+use crate::bf16::{bf16_bits, pair_word, Bf16Kernel, PackedLayout, SharedOut};
 use crate::dpbf16::{self, COLUMNS, ROWS};
 
 /// `y = x Wᵀ + b` with the state_dict keys `weight` and `bias`.
@@ -44,10 +44,19 @@ impl Module for Linear {
             && xs.dtype() == DType::F32
             && self.weight().dtype() == DType::F32
             && xs.rank() >= 2;
-        match bf16 {
+        let describe = || {
+            let (out_dim, in_dim) = self.weight().dims2().unwrap_or_default();
+            let rows = xs.elem_count() / in_dim.max(1);
+            (
+                "linear".to_string(),
+                format!("[{rows}, {in_dim}] → [{out_dim}]"),
+                (2 * rows * in_dim * out_dim) as u64,
+            )
+        };
+        crate::profile::timed(describe, || match bf16 {
             true => self.forward_bf16(xs, Bf16Kernel::native()),
             false => self.0.forward(xs),
-        }
+        })
     }
 }
 
@@ -266,15 +275,39 @@ impl LinearBf16 {
 /// One input row into words of two bf16, zeros past its end (the K padding must be zero: it
 /// meets the weight's zero padding, and stale words could hold infinities).
 fn convert_row(dst: &mut [u32], x: &[f32]) {
-    let (pairs, tail) = x.split_at(x.len() & !1);
-    let mut words = dst.iter_mut();
-    for (w, d) in pairs.chunks_exact(2).zip(words.by_ref()) {
-        *d = pair_word(w[0], w[1]);
+    assert!(x.len() <= 2 * dst.len());
+    if cfg!(target_endian = "big") {
+        let mut words = dst.iter_mut();
+        for (d, w) in words.by_ref().zip(x.chunks(2)) {
+            *d = pair_word(w[0], w.get(1).copied().unwrap_or(0.0));
+        }
+        return words.for_each(|d| *d = 0);
     }
-    if let (Some(d), [last]) = (words.next(), tail) {
-        *d = pair_word(*last, 0.0);
+    // SAFETY: two u16 halves per u32 word (little-endian: the first is the low half), within
+    // `dst`'s bytes.
+    let halves =
+        unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u16>(), 2 * dst.len()) };
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { convert_halves_avx512(halves, x) };
     }
-    words.for_each(|d| *d = 0);
+    convert_halves(halves, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn convert_halves_avx512(halves: &mut [u16], x: &[f32]) {
+    convert_halves(halves, x)
+}
+
+#[inline(always)]
+fn convert_halves(halves: &mut [u16], x: &[f32]) {
+    let (values, padding) = halves.split_at_mut(x.len());
+    for (h, &v) in values.iter_mut().zip(x) {
+        *h = bf16_bits(v);
+    }
+    padding.fill(0);
 }
 
 impl CustomOp2 for LinearBf16 {

@@ -556,11 +556,19 @@ pub fn ms_deform_sample(
         loc.contiguous()?,
         weights.contiguous()?,
     );
-    if train {
-        value.apply_op3(&loc, &weights, op)
-    } else {
-        value.apply_op3_no_bwd(&loc, &weights, &op)
+    if !train {
+        let describe = || {
+            let (b, q) = (loc.dim(0).unwrap_or(0), loc.dim(1).unwrap_or(0));
+            (
+                "deformable sampling".to_string(),
+                format!("[{b}, {s}, {dim}] at [{q}, {heads}, {lp}]"),
+                // 4 corners × (multiply-add for the bilinear weight) per channel and sample.
+                (8 * b * q * lp * dim) as u64,
+            )
+        };
+        return crate::profile::timed(describe, || value.apply_op3_no_bwd(&loc, &weights, &op));
     }
+    value.apply_op3(&loc, &weights, op)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Opt-in per-layer timing of the convolutions, for the profile table of BENCHMARKS.md
+//! Opt-in per-layer timing of the convolutions, linear layers and deformable sampling, for the
+//! profile table of BENCHMARKS.md
 //! (`rtdetr bench --layers`). Off by default; when off a layer pays one relaxed atomic load.
 
 use std::sync::atomic::{AtomicBool, Ordering};
