@@ -38,6 +38,16 @@ pub(crate) struct SharedOut(pub *mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The output `n` floats further on.
+    ///
+    /// # Safety
+    /// As [`pointer::add`]: the result stays inside the output.
+    pub unsafe fn add(self, n: usize) -> Self {
+        Self(self.0.add(n))
+    }
+}
+
 /// A packed weight's layout: which kernel reads it, and the shape it was packed for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PackedLayout {

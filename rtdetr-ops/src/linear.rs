@@ -154,32 +154,45 @@ impl LinearBf16 {
         let row_words = self.pairs();
         let row_blocks = self.rows.div_ceil(ROWS);
         let mut scratch = crate::huge::scratch(row_blocks * ROWS * row_words);
-        let lhs = scratch.as_mut_slice();
-        lhs.par_chunks_mut(row_words)
-            .zip(xs.par_chunks(self.in_dim))
-            .for_each(|(dst, x)| convert_row(dst, x));
-        let ops = dpbf16::GemmOperands {
-            lhs,
-            row_words,
-            rhs: &rhs,
-            pairs: self.pairs(),
-            n_blocks: self.out_dim.div_ceil(COLUMNS),
-        };
         let len = self.rows * self.out_dim;
         let mut out: Vec<f32> = Vec::with_capacity(len);
         let dst = SharedOut(out.as_mut_ptr());
-        let threads = candle::utils::get_num_threads();
-        let per_job = row_blocks.div_ceil(4 * threads).max(1);
-        let shape = (self.rows, self.out_dim);
-        (0..row_blocks.div_ceil(per_job))
-            .into_par_iter()
-            .for_each(|job| {
-                let blocks = job * per_job..((job + 1) * per_job).min(row_blocks);
-                // SAFETY: each job writes only its own rows of the [rows, out_dim] output.
-                unsafe { dpbf16::run_gemm(&ops, blocks, shape, &self.bias, dst) }
+        // Each job converts its own rows, so a call wakes the threads once; a layer of a few
+        // million multiplies (the decoder's 300 queries) is not split finer than ~4 MFLOP.
+        let flops = 2 * self.rows * self.in_dim * self.out_dim;
+        let jobs = (4 * candle::utils::get_num_threads())
+            .min(flops >> 22)
+            .max(1);
+        let per_job = row_blocks.div_ceil(jobs);
+        let n_blocks = self.out_dim.div_ceil(COLUMNS);
+        scratch
+            .as_mut_slice()
+            .par_chunks_mut(per_job * ROWS * row_words)
+            .enumerate()
+            .for_each(|(job, lhs)| {
+                let first = job * per_job * ROWS;
+                let rows = (self.rows - first).min(per_job * ROWS);
+                let xs = &xs[first * self.in_dim..][..rows * self.in_dim];
+                for (dst, x) in lhs.chunks_mut(row_words).zip(xs.chunks(self.in_dim)) {
+                    convert_row(dst, x);
+                }
+                let ops = dpbf16::GemmOperands {
+                    lhs,
+                    row_words,
+                    rhs: &rhs,
+                    pairs: self.pairs(),
+                    n_blocks,
+                };
+                // SAFETY: rows `first..first + rows` of the [rows, out_dim] output are this
+                // job's alone.
+                unsafe {
+                    let dst = dst.add(first * self.out_dim);
+                    let shape = (rows, self.out_dim);
+                    dpbf16::run_gemm(&ops, 0..rows.div_ceil(ROWS), shape, &self.bias, dst)
+                }
             });
         crate::huge::keep(scratch);
-        // SAFETY: the row blocks cover every row, and each row every column.
+        // SAFETY: the jobs cover every row, and each row every column.
         unsafe { out.set_len(len) };
         out
     }
