@@ -32,6 +32,8 @@ pub(crate) const ROWS: usize = 6;
 pub(crate) const COLUMN_VECTORS: usize = 4;
 /// Output features per linear block.
 pub(crate) const COLUMNS: usize = 16 * COLUMN_VECTORS;
+/// Input pairs summed per pass over the rows: `GEMM_CHUNK · COLUMNS` words of weights, 16 KiB.
+const GEMM_CHUNK: usize = 64;
 
 /// Whether this CPU has `vdpbf16ps` (and the rest of AVX-512 F).
 pub(crate) fn available() -> bool {
@@ -133,12 +135,15 @@ pub(crate) unsafe fn run_gemm(
     assert!(ops.rhs.len() >= ops.n_blocks * ops.pairs * COLUMNS);
     assert!(bias.len() >= out_dim && row_blocks.end <= rows.div_ceil(ROWS));
     #[cfg(target_arch = "x86_64")]
-    // Column blocks outside: one block's weights (`pairs · COLUMNS` words, 32 KiB at 256
-    // inputs) stay in L1 while the rows stream past.
+    // Column blocks and chunks of K outside: a chunk of one block's weights (16 KiB) stays in
+    // L1 while the rows stream past; the partial sums wait in the output.
     for n in 0..ops.n_blocks {
-        for r in row_blocks.clone() {
-            // SAFETY: the asserts bounded every read, the caller every write.
-            unsafe { kernel::gemm_block(ops, r, n, (rows, out_dim), bias, dst) }
+        for k0 in (0..ops.pairs).step_by(GEMM_CHUNK) {
+            let pairs = k0..(k0 + GEMM_CHUNK).min(ops.pairs);
+            for r in row_blocks.clone() {
+                // SAFETY: the asserts bounded every read, the caller every write.
+                unsafe { kernel::gemm_block(ops, r, n, pairs.clone(), (rows, out_dim), bias, dst) }
+            }
         }
     }
 }
@@ -224,14 +229,35 @@ mod kernel {
         ops: &GemmOperands,
         r: usize,
         n: usize,
+        pairs: std::ops::Range<usize>,
         (rows, out_dim): (usize, usize),
         bias: &[f32],
         dst: SharedOut,
     ) {
+        let n0 = n * COLUMNS;
         let mut acc = [[_mm512_setzero_ps(); COLUMN_VECTORS]; ROWS];
+        if pairs.start > 0 {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let row = r * ROWS + i;
+                if row >= rows {
+                    break;
+                }
+                for (v, sum) in acc.iter_mut().enumerate() {
+                    let col = n0 + 16 * v;
+                    if col >= out_dim {
+                        break;
+                    }
+                    let mask = ((1u32 << (out_dim - col).min(16)) - 1) as u16;
+                    *sum = _mm512_maskz_loadu_ps(mask, dst.0.add(row * out_dim + col));
+                }
+            }
+        }
         let lhs = ops.lhs.as_ptr().add(r * ROWS * ops.row_words);
-        let mut rhs = ops.rhs.as_ptr().add(n * ops.pairs * COLUMNS);
-        for k in 0..ops.pairs {
+        let mut rhs = ops
+            .rhs
+            .as_ptr()
+            .add((n * ops.pairs + pairs.start) * COLUMNS);
+        for k in pairs.clone() {
             let mut b = [load(rhs); COLUMN_VECTORS];
             for (v, b) in b.iter_mut().enumerate().skip(1) {
                 *b = load(rhs.add(16 * v));
@@ -244,7 +270,7 @@ mod kernel {
             }
             rhs = rhs.add(COLUMNS);
         }
-        let n0 = n * COLUMNS;
+        let done = pairs.end == ops.pairs;
         for (i, acc) in acc.iter().enumerate() {
             let row = r * ROWS + i;
             if row >= rows {
@@ -257,9 +283,12 @@ mod kernel {
                 }
                 let len = (out_dim - col).min(16);
                 let mask = ((1u32 << len) - 1) as u16;
-                let b = _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col));
                 let dst = dst.0.add(row * out_dim + col);
-                _mm512_mask_storeu_ps(dst, mask, _mm512_add_ps(sum, b));
+                let y = match done {
+                    true => _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col))),
+                    false => sum,
+                };
+                _mm512_mask_storeu_ps(dst, mask, y);
             }
         }
     }
