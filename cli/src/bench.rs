@@ -50,7 +50,8 @@ pub struct Args {
     /// BENCHMARKS.md (`--json` adds it).
     #[arg(long, conflicts_with_all = ["profile", "train"])]
     layers: bool,
-    /// Only measure the machine's f32 FMA peak (one thread and every thread) and exit.
+    /// Only measure the machine's f32 FMA peak (one thread and every thread), and the bf16
+    /// vector peak where the CPU has AVX512-BF16, and exit.
     #[arg(long, conflicts_with_all = ["weights", "profile", "train"])]
     peak: bool,
     /// Time training steps instead (train-mode forward with denoising, loss, backward, gradient
@@ -146,6 +147,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "f32 FMA peak ({}): {:.1} GFLOP/s on 1 thread, {:.1} GFLOP/s on {} threads",
             peak.isa, peak.one_thread, peak.all_threads, peak.threads
         );
+        if let Some((one, all)) = crate::peak::measure_bf16(threads) {
+            println!(
+                "bf16 dot peak (AVX512-BF16 vdpbf16ps): {one:.1} GFLOP/s on 1 thread, {all:.1} GFLOP/s on {threads} threads"
+            );
+        }
         return Ok(());
     }
     let dev = device::parse(&args.device)?;

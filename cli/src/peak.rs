@@ -1,6 +1,7 @@
 //! The machine's f32 FMA peak: twelve independent chains of fused multiply-adds on the widest
 //! vectors the CPU has, kept in registers (named variables, not an array, which would spill),
-//! on one thread and on every thread of the pool. The figure that `bench` divides by.
+//! on one thread and on every thread of the pool. The figure that `bench` divides by. Where the
+//! CPU has AVX512-BF16, the same chains of `vdpbf16ps` give the bf16 vector peak.
 
 use std::time::Instant;
 
@@ -16,8 +17,11 @@ const ITERS: u64 = 20_000_000;
 
 macro_rules! fma_chains {
     ($fma:ident, $set1:ident, $add:ident, $reduce:expr, $iters:expr) => {{
-        let m = $set1(0.999_999);
-        let c = $set1(1e-7);
+        fma_chains!($fma, $set1, $add, $reduce, $iters, $set1)
+    }};
+    ($fma:ident, $set1:ident, $add:ident, $reduce:expr, $iters:expr, $operand:ident) => {{
+        let m = $operand(0.999_999);
+        let c = $operand(1e-7);
         let (mut a0, mut a1, mut a2, mut a3) = ($set1(1.0), $set1(1.1), $set1(1.2), $set1(1.3));
         let (mut a4, mut a5, mut a6, mut a7) = ($set1(1.4), $set1(1.5), $set1(1.6), $set1(1.7));
         let (mut a8, mut a9, mut a10, mut a11) = ($set1(1.8), $set1(1.9), $set1(2.0), $set1(2.1));
@@ -72,6 +76,49 @@ unsafe fn chains_avx2(iters: u64) -> f32 {
         reduce,
         iters
     )
+}
+
+/// Twelve chains of `vdpbf16ps` (16 lanes × 2 products each).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn chains_bf16(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let set = |x: f32| _mm512_set1_ps(x);
+    // 0.999 and 1e-4 as bf16 pairs: each step adds 0.999·1e-4 twice to every lane.
+    let bf = |x: f32| -> __m512bh { _mm512_cvtne2ps_pbh(set(x), set(x)) };
+    let dp = |acc: __m512, a: __m512bh, b: __m512bh| _mm512_dpbf16_ps(acc, a, b);
+    fma_chains!(dp, set, _mm512_add_ps, _mm512_reduce_add_ps, iters, bf)
+}
+
+/// The bf16 vector peak (`vdpbf16ps`, 4 FLOP per lane) on one thread and on `threads`, where
+/// the CPU has AVX512-BF16.
+pub fn measure_bf16(threads: usize) -> Option<(f64, f64)> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
+        let run = |threads: usize| {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            timed(threads, 16 * 2, || unsafe { chains_bf16(ITERS) });
+            // The first run warms up clocks; the second is the figure.
+            timed(threads, 16 * 2, || unsafe { chains_bf16(ITERS) })
+        };
+        return Some((run(1), run(threads.max(1))));
+    }
+    let _ = threads;
+    None
+}
+
+/// GFLOP/s of `threads` threads each running `chains` (`ITERS` steps of 12 instructions of
+/// `lanes` multiply-adds).
+fn timed(threads: usize, lanes: usize, chains: impl Fn() -> f32 + Sync) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(&chains)).collect();
+        for h in handles {
+            std::hint::black_box(h.join().expect("a peak thread panicked"));
+        }
+    });
+    let flops = threads as f64 * ITERS as f64 * 12.0 * lanes as f64 * 2.0;
+    flops / start.elapsed().as_secs_f64() / 1e9
 }
 
 /// One run of the chains: the lanes it used and a result that keeps the loop alive.
