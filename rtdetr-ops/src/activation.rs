@@ -20,7 +20,7 @@ struct BiasAct {
 /// `n + 1.5·2^23` (whose unit is its last mantissa bit): a float-to-int `as` cast saturates and
 /// compiles to one scalar conversion per lane.
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
+pub(crate) fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

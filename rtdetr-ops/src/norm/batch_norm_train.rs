@@ -4,7 +4,8 @@
 //! full-size intermediates alive for backward and reduces over (N, H, W) with candle's strided,
 //! single-threaded reduction, forward and backward: a fifth of a training step's time. Here the
 //! statistics come from one parallel pass per channel (accumulated in f64) and backward needs only
-//! the input.
+//! the input. f32 tensors run the vectorised plane loops of `batch_norm_f32`; f64 tensors (the
+//! gradient checks) the generic code here.
 
 use candle::backend::BackendStorage;
 use candle::{
@@ -12,6 +13,10 @@ use candle::{
 };
 use rayon::prelude::*;
 
+use super::batch_norm_f32::{
+    input_grad_plane, normalize_plane, plane_squared_deviation, plane_sum,
+    pre_activation_grad_plane, Channel,
+};
 use crate::cpu::cpu_slice;
 
 /// Per-channel mean and biased variance of a contiguous `[B, C, H, W]`.
@@ -48,6 +53,23 @@ fn moments<T: WithDType>(xs: &[T], channels: usize, plane: usize) -> Vec<f64> {
     means.into_iter().chain(vars).collect()
 }
 
+fn moments_f32(xs: &[f32], channels: usize, plane: usize) -> Vec<f64> {
+    let n = (xs.len() / channels) as f64;
+    let per_channel: Vec<(f64, f64)> = (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let sum: f64 = channel_planes(xs, channels, plane, c).map(plane_sum).sum();
+            let mean = sum / n;
+            let sq: f64 = channel_planes(xs, channels, plane, c)
+                .map(|p| plane_squared_deviation(p, mean as f32))
+                .sum();
+            (mean, sq / n)
+        })
+        .collect();
+    let (means, vars): (Vec<f64>, Vec<f64>) = per_channel.into_iter().unzip();
+    means.into_iter().chain(vars).collect()
+}
+
 impl CustomOp1 for Moments {
     fn name(&self) -> &'static str {
         "bn-moments"
@@ -56,7 +78,7 @@ impl CustomOp1 for Moments {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, c, h, w) = l.shape().dims4()?;
         let out = match s {
-            CpuStorage::F32(_) => moments(cpu_slice::<f32>(s, l)?, c, h * w),
+            CpuStorage::F32(_) => moments_f32(cpu_slice::<f32>(s, l)?, c, h * w),
             CpuStorage::F64(_) => moments(cpu_slice::<f64>(s, l)?, c, h * w),
             s => candle::bail!("batch norm: unsupported dtype {:?} (f32 or f64)", s.dtype()),
         };
@@ -103,6 +125,73 @@ impl Normalize {
                     *o = T::from_f64(if self.silu { silu(z) } else { z });
                 }
             });
+        out
+    }
+
+    fn channel_f32(&self, c: usize, weight: f64, bias: f64) -> Channel {
+        Channel {
+            mean: self.mean[c] as f32,
+            inv_std: self.inv_std(c) as f32,
+            weight: weight as f32,
+            bias: bias as f32,
+        }
+    }
+
+    fn forward_f32(&self, xs: &[f32], weight: &[f32], bias: &[f32], plane: usize) -> Vec<f32> {
+        let channels = self.mean.len();
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(plane)
+            .zip(xs.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (out, xs))| {
+                let c = i % channels;
+                let scale = weight[c] as f64 * self.inv_std(c);
+                let shift = bias[c] as f64 - self.mean[c] * scale;
+                normalize_plane(out, xs, scale as f32, shift as f32, self.silu);
+            });
+        out
+    }
+
+    /// [`Self::backward`] for f32, through the vectorised plane loops.
+    fn backward_f32(
+        &self,
+        xs: &[f32],
+        grad: &[f32],
+        (weight, bias): (&[f64], &[f64]),
+        plane: usize,
+    ) -> Vec<f32> {
+        let channels = self.mean.len();
+        let n = (xs.len() / channels) as f64;
+        let mut out = vec![0f32; xs.len() + 2 * channels];
+        let (dx, params) = out.split_at_mut(xs.len());
+        let partial: Vec<(f64, f64)> = dx
+            .par_chunks_mut(plane)
+            .zip(xs.par_chunks(plane).zip(grad.par_chunks(plane)))
+            .enumerate()
+            .map(|(i, (dx, (xs, grad)))| {
+                let c = i % channels;
+                let ch = self.channel_f32(c, weight[c], bias[c]);
+                pre_activation_grad_plane(dx, xs, grad, ch, self.silu)
+            })
+            .collect();
+        let mut sums = vec![(0.0, 0.0); channels];
+        for (i, (s, sx)) in partial.into_iter().enumerate() {
+            sums[i % channels].0 += s;
+            sums[i % channels].1 += sx;
+        }
+        dx.par_chunks_mut(plane)
+            .zip(xs.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (dx, xs))| {
+                let c = i % channels;
+                let ch = self.channel_f32(c, weight[c], bias[c]);
+                let (sum, sum_xhat) = (sums[c].0 / n, sums[c].1 / n);
+                input_grad_plane(dx, xs, ch, sum as f32, sum_xhat as f32);
+            });
+        for (c, &(sum, sum_xhat)) in sums.iter().enumerate() {
+            params[c] = sum_xhat as f32;
+            params[channels + c] = sum as f32;
+        }
         out
     }
 
@@ -187,9 +276,18 @@ impl CustomOp3 for Normalize {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, _, h, w) = l1.shape().dims4()?;
-        let out = float_dispatch!("batch norm", s1.dtype(), CpuStorage, |T| {
-            self.forward::<T>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?, h * w)
-        }, F32: f32, F64: f64);
+        let (xs, weight, bias) = (s1, s2, s3);
+        let out = match s1.dtype() {
+            candle::DType::F32 => CpuStorage::F32(self.forward_f32(
+                cpu_slice(xs, l1)?,
+                cpu_slice(weight, l2)?,
+                cpu_slice(bias, l3)?,
+                h * w,
+            )),
+            _ => float_dispatch!("batch norm", s1.dtype(), CpuStorage, |T| {
+                self.forward::<T>(cpu_slice(xs, l1)?, cpu_slice(weight, l2)?, cpu_slice(bias, l3)?, h * w)
+            }, F64: f64),
+        };
         Ok((out, l1.shape().clone()))
     }
 
@@ -243,10 +341,18 @@ impl CustomOp2 for NormalizeBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
         let params = (self.weight.as_slice(), self.bias.as_slice());
-        let out = float_dispatch!("batch norm backward", s1.dtype(), CpuStorage, |T| {
-            self.forward
-                .backward::<T>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, params, h * w)
-        }, F32: f32, F64: f64);
+        let out = match s1.dtype() {
+            candle::DType::F32 => CpuStorage::F32(self.forward.backward_f32(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                params,
+                h * w,
+            )),
+            _ => float_dispatch!("batch norm backward", s1.dtype(), CpuStorage, |T| {
+                self.forward
+                    .backward::<T>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, params, h * w)
+            }, F64: f64),
+        };
         Ok((out, (b * c * h * w + 2 * c).into()))
     }
 }

@@ -2,6 +2,7 @@
 //! with its own backward) and `nn.LayerNorm` (differentiable when a gradient is needed).
 
 mod batch_norm;
+mod batch_norm_f32;
 mod batch_norm_train;
 mod layer_norm;
 
