@@ -270,7 +270,7 @@ impl candle::CustomOp2 for ConvGemm {
         let cols = xs.apply_op1_no_bwd(&Im2Col(g))?;
         let grad = grad.contiguous()?.reshape((g.b, o, g.cols()))?;
         let grad_w = grad
-            .matmul(&cols.transpose(1, 2)?.contiguous()?)?
+            .matmul(&cols.transpose(1, 2)?)?
             .sum(0)?
             .reshape(weight.shape())?;
         let w_t = weight.reshape((o, g.rows()))?.t()?.contiguous()?;
