@@ -8,6 +8,7 @@ mod depthwise;
 mod geometry;
 mod pointwise;
 mod unfold;
+mod unfold_backward;
 
 use candle::{DType, Result, Tensor};
 

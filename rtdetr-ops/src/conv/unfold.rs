@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::block::{parallelism, BlockedOut};
 use super::geometry::Geometry;
+use super::unfold_backward::ConvGemmGrad;
 use crate::activation::Epilogue;
 use crate::cpu::cpu_slice;
 
@@ -20,12 +21,12 @@ type Unfold = Geometry;
 
 impl Geometry {
     /// Rows of the unfolded matrix, `C·KH·KW`.
-    fn rows(&self) -> usize {
+    pub(super) fn rows(&self) -> usize {
         self.c * self.taps()
     }
 
     /// Columns of the unfolded matrix, `OH·OW`.
-    fn cols(&self) -> usize {
+    pub(super) fn cols(&self) -> usize {
         self.out_plane()
     }
 }
@@ -140,7 +141,7 @@ const MIN_BAND_COLUMNS: usize = 128;
 
 /// [`unfold`] of the output rows `oy0..oy0 + n / OW` of one image into `out` (`C·KH·KW` rows of
 /// `n` columns), zeros included.
-fn unfold_band(g: &Unfold, image: &[f32], oy0: usize, out: &mut [f32]) {
+pub(super) fn unfold_band(g: &Unfold, image: &[f32], oy0: usize, out: &mut [f32]) {
     let n = out.len() / g.rows();
     let plane = g.h * g.w;
     for (c, xs) in image.chunks_exact(plane).enumerate() {
@@ -178,7 +179,8 @@ thread_local! {
     static BAND: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Convolution forward as unfold + gemm per image; backward through [`Im2Col`] and matmuls.
+/// Convolution forward as unfold + gemm per band of output rows; backward band by band too
+/// ([`ConvGemmGrad`]).
 struct ConvGemm {
     g: Unfold,
     out_channels: usize,
@@ -265,17 +267,18 @@ impl candle::CustomOp2 for ConvGemm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = self.g;
-        let o = self.out_channels;
-        let cols = xs.apply_op1_no_bwd(&Im2Col(g))?;
-        let grad = grad.contiguous()?.reshape((g.b, o, g.cols()))?;
-        let grad_w = grad
-            .matmul(&cols.transpose(1, 2)?)?
-            .sum(0)?
+        let op = ConvGemmGrad {
+            g: self.g,
+            out_channels: self.out_channels,
+            band_bytes: self.band_bytes,
+            min_band_columns: self.min_band_columns,
+        };
+        let both = xs.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
+        let split = xs.elem_count();
+        let grad_xs = both.narrow(0, 0, split)?.reshape(xs.shape())?;
+        let grad_w = both
+            .narrow(0, split, weight.elem_count())?
             .reshape(weight.shape())?;
-        let w_t = weight.reshape((o, g.rows()))?.t()?.contiguous()?;
-        let grad_cols = w_t.broadcast_left(g.b)?.matmul(&grad)?;
-        let grad_xs = grad_cols.apply_op1_no_bwd(&Col2Im(g))?;
         Ok((Some(grad_xs), Some(grad_w)))
     }
 }
@@ -480,6 +483,61 @@ mod tests {
                     diff < 1e-5,
                     "{xs_shape:?} {w_shape:?} bands of {band_rows}, epilogue {silu:?}: {diff}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn f32_band_gradients_equal_the_f64_unfold() {
+        // Different remainders by the stride, 5×5 kernels, channels and widths off any block,
+        // bands of one row up to the whole image, batch 1 and 3.
+        for (xs_shape, w_shape, stride, padding) in [
+            ([3, 3, 11, 7], [5, 3, 3, 3], 1, 1),
+            ([2, 5, 9, 12], [3, 5, 3, 3], 2, 1),
+            ([1, 2, 7, 5], [4, 2, 5, 5], 1, 2),
+            ([2, 17, 5, 6], [6, 17, 3, 3], 2, 1),
+        ] {
+            let xs64 = Var::from_tensor(&random(&xs_shape)).unwrap();
+            let w64 = Var::from_tensor(&random(&w_shape)).unwrap();
+            let out = conv2d_unfolded(&xs64, &w64, stride, padding).unwrap();
+            let probe = random(out.dims());
+            let want = (out * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let kernel = (w_shape[2], w_shape[3]);
+            let [b, c, h, w] = xs_shape;
+            let g = Geometry::new((b, c, h, w), kernel, stride, padding, "test").unwrap();
+            for band_rows in [1, 2, 3, g.oh] {
+                let f32_var = |v: &Var| Var::from_tensor(&v.to_dtype(DType::F32).unwrap());
+                let (xs, w) = (f32_var(&xs64).unwrap(), f32_var(&w64).unwrap());
+                let op = ConvGemm {
+                    g,
+                    out_channels: w_shape[0],
+                    band_bytes: band_rows * 4 * g.rows() * g.ow,
+                    min_band_columns: 1,
+                    epilogue: None,
+                };
+                let out = xs.apply_op2(&w, op).unwrap();
+                let probe = probe.to_dtype(DType::F32).unwrap();
+                let got = (out * probe)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                for (ours, theirs) in [(&xs, &xs64), (&w, &w64)] {
+                    let ours = got.get(ours).unwrap().to_dtype(DType::F64).unwrap();
+                    let theirs = want.get(theirs).unwrap();
+                    assert_eq!(ours.dims(), theirs.dims());
+                    let diff = max_abs_diff(&ours, theirs);
+                    assert!(
+                        diff < 1e-4,
+                        "{xs_shape:?} {w_shape:?} bands of {band_rows}: {diff}"
+                    );
+                }
             }
         }
     }
