@@ -1,9 +1,10 @@
 //! Forward (and forward+backward) time of the depthwise kernel against candle's grouped
-//! convolution, on random input. Run: `cargo bench -p rtdetr-ops`.
+//! convolution, and of the banded 3×3 convolution at EfficientNetV2-S's training shapes (batch 4,
+//! 640×640), on random input. Run: `cargo bench -p rtdetr-ops --bench conv`.
 
 use candle::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use rtdetr_ops::depthwise_conv2d;
+use rtdetr_ops::{conv2d, depthwise_conv2d};
 
 fn depthwise(c: &mut Criterion) {
     let dev = Device::Cpu;
@@ -45,5 +46,32 @@ fn depthwise(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, depthwise);
+fn full3x3(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let mut group = c.benchmark_group("full3x3");
+    group.sample_size(10);
+    for (c_in, c_out, size, stride) in [(24, 24, 320, 1), (48, 192, 160, 2), (256, 256, 80, 1)] {
+        let xs = Var::randn(0f32, 1., (4, c_in, size, size), &dev).unwrap();
+        let w = Var::randn(0f32, 1., (c_out, c_in, 3, 3), &dev).unwrap();
+        let id = format!("f32_b4_{c_in}to{c_out}_{size}x{size}_s{stride}");
+        group.bench_function(BenchmarkId::new("fwd", &id), |b| {
+            b.iter_with_large_drop(|| conv2d(&xs, &w, stride, 1, 1).unwrap())
+        });
+        let out = conv2d(&xs, &w, stride, 1, 1).unwrap();
+        let probe = Tensor::randn(0f32, 1., out.shape(), &dev).unwrap();
+        group.bench_function(BenchmarkId::new("fwd_bwd", &id), |b| {
+            b.iter_with_large_drop(|| {
+                (conv2d(&xs, &w, stride, 1, 1).unwrap() * &probe)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, depthwise, full3x3);
 criterion_main!(benches);
