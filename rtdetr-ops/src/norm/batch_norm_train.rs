@@ -95,6 +95,16 @@ struct Normalize {
     silu: bool,
 }
 
+/// Per-plane `(Σ dz, Σ dz·x̂)` of `[B, C]` planes, in order, summed per channel.
+fn per_channel(planes: &[(f64, f64)], channels: usize) -> Vec<(f64, f64)> {
+    let mut sums = vec![(0.0, 0.0); channels];
+    for (i, &(s, sx)) in planes.iter().enumerate() {
+        sums[i % channels].0 += s;
+        sums[i % channels].1 += sx;
+    }
+    sums
+}
+
 fn silu(z: f64) -> f64 {
     z / (1.0 + (-z).exp())
 }
@@ -174,11 +184,7 @@ impl Normalize {
                 pre_activation_grad_plane(dx, xs, grad, ch, self.silu)
             })
             .collect();
-        let mut sums = vec![(0.0, 0.0); channels];
-        for (i, (s, sx)) in partial.into_iter().enumerate() {
-            sums[i % channels].0 += s;
-            sums[i % channels].1 += sx;
-        }
+        let sums = per_channel(&partial, channels);
         dx.par_chunks_mut(plane)
             .zip(xs.par_chunks(plane))
             .enumerate()
@@ -234,11 +240,7 @@ impl Normalize {
                 (sum, sum_xhat)
             })
             .collect();
-        let mut sums = vec![(0.0, 0.0); channels];
-        for (i, (s, sx)) in partial.into_iter().enumerate() {
-            sums[i % channels].0 += s;
-            sums[i % channels].1 += sx;
-        }
+        let sums = per_channel(&partial, channels);
         // Second pass: dx = weight·inv_std·(dz − mean(dz) − x̂·mean(dz·x̂)).
         dx.par_chunks_mut(plane)
             .zip(xs.par_chunks(plane))
