@@ -1,9 +1,9 @@
 //! Backward of the banded f32 convolution: both gradients from one unfold per band.
 //!
-//! Through tensors the backward unfolds the whole batch (`B·C·KH·KW·OH·OW` floats, 350 MB for the
-//! first 3×3 layer of EfficientNetV2-S at batch 4 and 640×640), multiplies it into a weight
-//! gradient per image, builds a column gradient of the same size and folds it. Here each band of
-//! output rows is unfolded into cache once and serves both products: the weight gradient
+//! Through tensors the backward unfolds the whole batch (`B·C·KH·KW·OH·OW` floats, 350 MB for
+//! each 3×3 layer of EfficientNetV2-S's first stage at batch 4 and 640×640), multiplies it into a
+//! weight gradient per image, builds a column gradient of the same size and folds it. Here each
+//! band of output rows is unfolded into cache once and serves both products: the weight gradient
 //! accumulates `grad · bandᵀ` per image, the input gradient folds `weightᵀ · grad` band by band.
 
 use candle::backend::BackendStorage;
