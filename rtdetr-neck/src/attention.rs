@@ -1,4 +1,4 @@
-use candle::{Result, Tensor, D};
+use candle::{Result, Tensor};
 use candle_nn::{Init, Module, VarBuilder};
 use rtdetr_onnx::GraphBuilder;
 use rtdetr_ops::Linear;
@@ -115,21 +115,9 @@ impl MultiheadAttention {
         let q = split(self.q.forward(&q)?, lq)?;
         let k = split(self.k.forward(&k)?, lk)?;
         let v = split(self.v.forward(&v)?, lk)?;
-        let mut scores = (q.matmul(&k.t()?)? / (dh as f64).sqrt())?;
-        if let Some(blocked) = blocked {
-            let neg_inf =
-                Tensor::full(f32::NEG_INFINITY, (lq, lk), q.device())?.to_dtype(q.dtype())?;
-            let mask = blocked.where_cond(&neg_inf, &neg_inf.zeros_like()?)?;
-            scores = scores.broadcast_add(&mask)?;
-        }
-        let attn = if scores.track_op() {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
-        } else {
-            // No gradient needed: the fused kernel (it has no backward).
-            candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?
-        };
-        // [B, heads, Lq, dh] -> [B, Lq, dim]
-        let ys = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, lq, dim))?;
+        let ys = rtdetr_ops::attention(&q, &k, &v, blocked)?
+            .transpose(1, 2)?
+            .reshape((b, lq, dim))?;
         self.out_proj.forward(&ys)
     }
 }

@@ -12,9 +12,12 @@
 //! - [`conv`]: [`conv2d`] dispatch to the direct depthwise kernel, 1×1 matrix products, or
 //!   convolution as banded unfold + gemm, each with its own backward; in bf16 evaluation
 //!   ([`with_precision`]) full convolutions on AMX tiles or AVX512-BF16 vectors;
-//! - [`Linear`]: candle's linear layer, or in bf16 evaluation a product on AMX tiles (`amx`: the
-//!   `tdpbf16ps` kernels in inline assembly) or AVX512-BF16 vectors (`dpbf16`: `vdpbf16ps`
-//!   intrinsics); no maintained crate multiplies bf16 on either;
+//! - [`Linear`]: on the CPU one op whose backward reduces the bias gradient in parallel (candle's
+//!   keeps the product and the output and sums the bias on one thread), or in bf16 evaluation a
+//!   product on AMX tiles (`amx`: the `tdpbf16ps` kernels in inline assembly) or AVX512-BF16
+//!   vectors (`dpbf16`: `vdpbf16ps` intrinsics); no maintained crate multiplies bf16 on either;
+//! - [`attention()`]: scaled dot-product attention as one op that recomputes its probabilities in
+//!   backward instead of keeping six `[B·heads, Lq, Lk]` intermediates;
 //! - [`norm`]: [`BatchNorm2d`] (evaluation affine map; training as one op that recomputes instead
 //!   of storing) and a differentiable [`LayerNorm`];
 //! - [`bias_act`]: `act(x + bias)` in one pass, for folded evaluation;
@@ -43,6 +46,7 @@
 mod dtype;
 mod activation;
 mod amx;
+mod attention;
 mod bf16;
 mod cpu;
 #[cfg(feature = "cuda")]
@@ -50,6 +54,7 @@ mod cuda;
 mod dpbf16;
 mod huge;
 mod linear;
+mod linear_cpu;
 mod rng;
 #[cfg(test)]
 mod testing;
@@ -63,6 +68,7 @@ mod topk;
 mod upsample;
 
 pub use activation::bias_act;
+pub use attention::attention;
 pub use conv::{
     conv2d, conv2d_bias_act, depthwise_conv2d, pointwise_gated_bias_act,
     pointwise_per_image_bias_act,

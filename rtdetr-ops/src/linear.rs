@@ -1,6 +1,7 @@
-//! `nn.Linear`: candle's, except in bf16 evaluation ([`crate::with_precision`]) on a CPU with AMX
-//! or AVX512-BF16, where the product runs on bf16 tiles or vectors (the input converted row by
-//! row, the weight packed once and kept, the bias added as each block leaves the kernel).
+//! `nn.Linear`: on the CPU in f32 and f64 one op with its own backward (`linear_cpu`); in bf16
+//! evaluation ([`crate::with_precision`]) on a CPU with AMX or AVX512-BF16 the product runs on
+//! bf16 tiles or vectors (the input converted row by row, the weight packed once and kept, the
+//! bias added as each block leaves the kernel); candle's layer elsewhere.
 
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
@@ -53,9 +54,12 @@ impl Module for Linear {
                 (2 * rows * in_dim * out_dim) as u64,
             )
         };
-        crate::profile::timed(describe, || match bf16 {
-            true => self.forward_bf16(xs, Bf16Kernel::native()),
-            false => self.0.forward(xs),
+        crate::profile::timed(describe, || match (bf16, self.bias()) {
+            (true, _) => self.forward_bf16(xs, Bf16Kernel::native()),
+            (false, Some(bias)) if crate::linear_cpu::runs(xs, self.weight(), bias) => {
+                crate::linear_cpu::linear_cpu(xs, self.weight(), bias)
+            }
+            (false, _) => self.0.forward(xs),
         })
     }
 }
