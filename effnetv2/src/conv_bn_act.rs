@@ -87,6 +87,37 @@ impl ConvBnAct {
         pointwise_gated_bias_act(xs, weight, gate, bias, self.silu).map(Some)
     }
 
+    /// [`Self::forward_gated`] in evaluation; in training (or unfolded) the gate scales the
+    /// weight's columns (`W · diag(g_b)`, a `[B, C_out, C_in]` weight, then the batch norm), so
+    /// that the gated input, as large as the block's expanded activation, is neither stored for
+    /// backward nor reduced over for the gate's gradient. `None` when the layer is not 1×1.
+    ///
+    /// # Shapes
+    /// `xs: [B, C_in, H, W]`, `gate: [B, C_in]` → `[B, C_out, H, W]`
+    pub fn forward_gated_t(
+        &self,
+        xs: &Tensor,
+        gate: &Tensor,
+        train: bool,
+    ) -> Result<Option<Tensor>> {
+        if !train && self.folded.is_some() {
+            return self.forward_gated(xs, gate);
+        }
+        let (o, c, kh, kw) = self.weight.dims4()?;
+        if (kh, kw, self.stride, self.groups) != (1, 1, 1, 1) {
+            return Ok(None);
+        }
+        let (b, _, h, w) = xs.dims4()?;
+        let weights = self
+            .weight
+            .reshape((1, o, c))?
+            .broadcast_mul(&gate.reshape((b, 1, c))?)?;
+        let ys = weights
+            .matmul(&xs.reshape((b, c, h * w))?)?
+            .reshape((b, o, h, w))?;
+        self.bn.forward_act(&ys, train, self.silu).map(Some)
+    }
+
     /// The stride.
     pub fn stride(&self) -> usize {
         self.stride

@@ -196,11 +196,7 @@ impl ModuleT for MbConv {
                 let ys = linear_bottleneck
                     .forward_t(xs, train)?
                     .apply_t(depth_wise, train)?;
-                let gated = if train {
-                    None
-                } else {
-                    point_wise.forward_gated(&ys, &se.gate(&ys)?)?
-                };
+                let gated = point_wise.forward_gated_t(&ys, &se.gate(&ys)?, train)?;
                 match gated {
                     Some(ys) => ys,
                     None => se.forward(&ys)?.apply_t(point_wise, train)?,
