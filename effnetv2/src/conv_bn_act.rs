@@ -2,7 +2,7 @@ use candle::{Result, Tensor};
 use candle_nn::{Init, ModuleT, VarBuilder};
 
 use rtdetr_onnx::GraphBuilder;
-use rtdetr_ops::{conv2d, conv2d_bias_act, pointwise_gated_bias_act, BatchNorm2d};
+use rtdetr_ops::{conv2d, conv2d_bias_act, pointwise_gated, pointwise_gated_bias_act, BatchNorm2d};
 
 /// The seed's `ConvBNAct`, an `nn.Sequential` of `0` conv (no bias, padding `(k−1)/2`), `1` batch
 /// norm and `2` SiLU or identity.
@@ -87,10 +87,9 @@ impl ConvBnAct {
         pointwise_gated_bias_act(xs, weight, gate, bias, self.silu).map(Some)
     }
 
-    /// [`Self::forward_gated`] in evaluation; in training (or unfolded) the gate scales the
-    /// weight's columns (`W · diag(g_b)`, a `[B, C_out, C_in]` weight, then the batch norm), so
-    /// that the gated input, as large as the block's expanded activation, is neither stored for
-    /// backward nor reduced over for the gate's gradient. `None` when the layer is not 1×1.
+    /// [`Self::forward_gated`] in evaluation; in training (or unfolded) [`pointwise_gated`] and
+    /// the batch norm, so that the gated input, as large as the block's expanded activation, is
+    /// never stored. `None` when the layer is not 1×1.
     ///
     /// # Shapes
     /// `xs: [B, C_in, H, W]`, `gate: [B, C_in]` → `[B, C_out, H, W]`
@@ -103,18 +102,11 @@ impl ConvBnAct {
         if !train && self.folded.is_some() {
             return self.forward_gated(xs, gate);
         }
-        let (o, c, kh, kw) = self.weight.dims4()?;
+        let (_, _, kh, kw) = self.weight.dims4()?;
         if (kh, kw, self.stride, self.groups) != (1, 1, 1, 1) {
             return Ok(None);
         }
-        let (b, _, h, w) = xs.dims4()?;
-        let weights = self
-            .weight
-            .reshape((1, o, c))?
-            .broadcast_mul(&gate.reshape((b, 1, c))?)?;
-        let ys = weights
-            .matmul(&xs.reshape((b, c, h * w))?)?
-            .reshape((b, o, h, w))?;
+        let ys = pointwise_gated(xs, &self.weight, gate)?;
         self.bn.forward_act(&ys, train, self.silu).map(Some)
     }
 

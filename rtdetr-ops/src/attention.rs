@@ -11,7 +11,7 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType, D};
 use rayon::prelude::*;
 
-use crate::cpu::cpu_slice;
+use crate::cpu::{cpu_slice, product};
 
 /// The element types the op runs in, with an `exp` that vectorises for f32.
 trait Real: WithDType {
@@ -39,47 +39,38 @@ struct Head<'a, T> {
     v: &'a [T],
 }
 
-struct Attention {
-    /// `[Lq, Lk]`, `true` where a query may not attend to a key.
-    blocked: Option<Vec<bool>>,
-}
-
-/// `dst (m × n, row stride n) = lhs · rhs`, each operand given with its (row, column) strides.
+/// [`product`] on the calling thread: the heads already run in parallel.
 ///
 /// # Safety
-/// `lhs` must hold `m × k` elements and `rhs` `k × n` at the strides given; `dst` `m × n`.
+/// As [`product`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn product<T: 'static>(
-    (m, n, k): (usize, usize, usize),
+unsafe fn head_product<T: 'static>(
+    dims: (usize, usize, usize),
     dst: &mut [T],
     lhs: &[T],
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
     one: T,
     zero: T,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.as_mut_ptr(),
-        1,
-        n as isize,
-        false,
-        lhs.as_ptr(),
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs.as_ptr(),
-        rhs_cs as isize,
-        rhs_rs as isize,
-        zero,
+    let serial = gemm::Parallelism::None;
+    product(
+        dims,
+        dst,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
         one,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
+        zero,
+        serial,
     )
+}
+
+struct Attention {
+    /// `[Lq, Lk]`, `true` where a query may not attend to a key.
+    blocked: Option<Vec<bool>>,
 }
 
 impl Attention {
@@ -90,7 +81,7 @@ impl Attention {
         let (lq, lk) = (head.q.len() / d, head.k.len() / d);
         let (one, zero) = (T::from_f64(1.0), T::from_f64(0.0));
         // SAFETY: q is lq × d and k lk × d row-major; kᵀ is read through its strides.
-        unsafe { product((lq, lk, d), p, head.q, (d, 1), head.k, (1, d), one, zero) };
+        unsafe { head_product((lq, lk, d), p, head.q, (d, 1), head.k, (1, d), one, zero) };
         let root = T::from_f64((d as f64).sqrt());
         let neg_inf = T::from_f64(f64::NEG_INFINITY);
         for (i, row) in p.chunks_exact_mut(lk).enumerate() {
@@ -124,7 +115,7 @@ impl Attention {
             let mut p = vec![zero; lq * lk];
             self.probabilities(&head, d, &mut p);
             // SAFETY: p is lq × lk and v lk × d, row-major.
-            unsafe { product((lq, d, lk), out, &p, (lk, 1), head.v, (d, 1), one, zero) };
+            unsafe { head_product((lq, d, lk), out, &p, (lk, 1), head.v, (d, 1), one, zero) };
         });
         out
     }
@@ -159,9 +150,9 @@ impl Attention {
                 // lq × d, q: lq × d, k and v: lk × d); transposes are read through strides.
                 unsafe {
                     // grad_v (lk × d) = pᵀ · grad
-                    product((lk, d, lq), grad_v, &p, (1, lk), grad, (d, 1), one, zero);
+                    head_product((lk, d, lq), grad_v, &p, (1, lk), grad, (d, 1), one, zero);
                     // grad_p (lq × lk) = grad · vᵀ
-                    product(
+                    head_product(
                         (lq, lk, d),
                         &mut grad_s,
                         grad,
@@ -185,7 +176,7 @@ impl Attention {
                 // SAFETY: as above; grad_s is lq × lk.
                 unsafe {
                     // grad_q (lq × d) = grad_s · k
-                    product(
+                    head_product(
                         (lq, d, lk),
                         grad_q,
                         &grad_s,
@@ -196,7 +187,7 @@ impl Attention {
                         zero,
                     );
                     // grad_k (lk × d) = grad_sᵀ · q
-                    product(
+                    head_product(
                         (lk, d, lq),
                         grad_k,
                         &grad_s,

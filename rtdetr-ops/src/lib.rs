@@ -70,7 +70,7 @@ mod upsample;
 pub use activation::bias_act;
 pub use attention::attention;
 pub use conv::{
-    conv2d, conv2d_bias_act, depthwise_conv2d, pointwise_gated_bias_act,
+    conv2d, conv2d_bias_act, depthwise_conv2d, pointwise_gated, pointwise_gated_bias_act,
     pointwise_per_image_bias_act,
 };
 pub use linear::{linear, Linear};

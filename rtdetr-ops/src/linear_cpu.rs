@@ -11,7 +11,7 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::cpu::cpu_slice;
+use crate::cpu::{cpu_slice, product};
 
 /// Rows of the output per parallel job of the bias add and the bias gradient.
 const ROWS_PER_JOB: usize = 256;
@@ -37,26 +37,18 @@ impl LinearOp {
         // SAFETY: xs is rows × in_dim and weight out_dim × in_dim row-major (its transpose read
         // through strides), out rows × out_dim.
         unsafe {
-            gemm::gemm(
-                rows,
-                out_dim,
-                in_dim,
-                out.as_mut_ptr(),
-                1,
-                out_dim as isize,
-                false,
-                xs.as_ptr(),
-                1,
-                in_dim as isize,
-                weight.as_ptr(),
-                in_dim as isize,
-                1,
-                zero,
+            let dims = (rows, out_dim, in_dim);
+            let strided = parallelism(rows);
+            product(
+                dims,
+                &mut out,
+                xs,
+                (in_dim, 1),
+                weight,
+                (1, in_dim),
                 one,
-                false,
-                false,
-                false,
-                parallelism(rows),
+                zero,
+                strided,
             )
         }
         out.par_chunks_mut(ROWS_PER_JOB * out_dim).for_each(|rows| {
@@ -82,49 +74,13 @@ impl LinearOp {
         // row-major; gradᵀ is read through strides.
         unsafe {
             // grad_xs (rows × in) = grad (rows × out) · weight (out × in)
-            gemm::gemm(
-                rows,
-                in_dim,
-                out_dim,
-                grad_xs.as_mut_ptr(),
-                1,
-                in_dim as isize,
-                false,
-                grad.as_ptr(),
-                1,
-                out_dim as isize,
-                weight.as_ptr(),
-                1,
-                in_dim as isize,
-                zero,
-                one,
-                false,
-                false,
-                false,
-                parallelism(rows),
-            );
+            let (dims, threads) = ((rows, in_dim, out_dim), parallelism(rows));
+            let (g, w) = ((out_dim, 1), (in_dim, 1));
+            product(dims, &mut grad_xs, grad, g, weight, w, one, zero, threads);
             // grad_w (out × in) = gradᵀ (out × rows) · xs (rows × in)
-            gemm::gemm(
-                out_dim,
-                in_dim,
-                rows,
-                grad_w.as_mut_ptr(),
-                1,
-                in_dim as isize,
-                false,
-                grad.as_ptr(),
-                out_dim as isize,
-                1,
-                xs.as_ptr(),
-                1,
-                in_dim as isize,
-                zero,
-                one,
-                false,
-                false,
-                false,
-                parallelism(out_dim),
-            );
+            let (dims, threads) = ((out_dim, in_dim, rows), parallelism(out_dim));
+            let (gt, x) = ((1, out_dim), (in_dim, 1));
+            product(dims, &mut grad_w, grad, gt, xs, x, one, zero, threads);
         }
         let grad_b = grad
             .par_chunks(ROWS_PER_JOB * out_dim)
@@ -147,17 +103,22 @@ impl LinearOp {
 
     fn backward_of<T: WithDType>(
         &self,
-        xs: &Tensor,
-        weight: &Tensor,
+        (xs, weight, bias): (&Tensor, &Tensor, &Tensor),
         grad: &Tensor,
-    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let [(sx, lx), (sw, lw), (sg, lg)] = [xs, weight, grad].map(|t| t.storage_and_layout());
-        match (&*sx, &*sw, &*sg) {
+        let (gx, gw, gb) = match (&*sx, &*sw, &*sg) {
             (Storage::Cpu(sx), Storage::Cpu(sw), Storage::Cpu(sg)) => {
-                Ok(self.backward(cpu_slice(sx, lx)?, cpu_slice(sw, lw)?, cpu_slice(sg, lg)?))
+                self.backward::<T>(cpu_slice(sx, lx)?, cpu_slice(sw, lw)?, cpu_slice(sg, lg)?)
             }
             _ => candle::bail!("linear: the op's backward runs on the CPU only"),
-        }
+        };
+        let dev = xs.device();
+        Ok((
+            Some(Tensor::from_vec(gx, xs.shape(), dev)?),
+            Some(Tensor::from_vec(gw, weight.shape(), dev)?),
+            Some(Tensor::from_vec(gb, bias.shape(), dev)?),
+        ))
     }
 }
 
@@ -203,28 +164,11 @@ impl CustomOp3 for LinearOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let (gx, gw, gb) = match xs.dtype() {
-            DType::F32 => {
-                let (gx, gw, gb) = self.backward_of::<f32>(xs, weight, &grad)?;
-                let dev = xs.device();
-                (
-                    Tensor::from_vec(gx, xs.shape(), dev)?,
-                    Tensor::from_vec(gw, weight.shape(), dev)?,
-                    Tensor::from_vec(gb, bias.shape(), dev)?,
-                )
-            }
-            DType::F64 => {
-                let (gx, gw, gb) = self.backward_of::<f64>(xs, weight, &grad)?;
-                let dev = xs.device();
-                (
-                    Tensor::from_vec(gx, xs.shape(), dev)?,
-                    Tensor::from_vec(gw, weight.shape(), dev)?,
-                    Tensor::from_vec(gb, bias.shape(), dev)?,
-                )
-            }
+        match xs.dtype() {
+            DType::F32 => self.backward_of::<f32>((xs, weight, bias), &grad),
+            DType::F64 => self.backward_of::<f64>((xs, weight, bias), &grad),
             dtype => candle::bail!("linear: f32 or f64 operands, got {dtype:?}"),
-        };
-        Ok((Some(gx), Some(gw), Some(gb)))
+        }
     }
 }
 

@@ -152,10 +152,7 @@ pub fn pointwise_gated_bias_act(
         && xs.device().is_cpu()
         && [xs.dtype(), weight.dtype(), gate.dtype(), bias.dtype()] == [DType::F32; 4];
     if !bf16 {
-        let weights = weight
-            .reshape((1, c_out, c_in))?
-            .broadcast_mul(&gate.reshape((b, 1, c_in))?)?;
-        return pointwise_per_image_bias_act(xs, &weights, bias, silu);
+        return pointwise_per_image_bias_act(xs, &gated_weights(weight, gate)?, bias, silu);
     }
     let epilogue = Epilogue {
         bias: bias.to_vec1()?,
@@ -165,6 +162,31 @@ pub fn pointwise_gated_bias_act(
     crate::profile::timed(describe, || {
         bf16::pointwise_gated_bias_act_bf16(xs, weight, gate, epilogue)
     })
+}
+
+/// `W · (g_b ⊙ x_b)` for each image `b` of `xs`: a 1×1 convolution of the input scaled per
+/// image and input channel by `gate`, computed as the product with the per-image weight
+/// `W · diag(g_b)`, so that the scaled input is neither materialised nor, in training, kept for
+/// backward and reduced over for the gate's gradient. Differentiable, any device.
+///
+/// # Shapes
+/// `xs: [B, C_in, H, W]`, `weight: [C_out, C_in, 1, 1]`, `gate: [B, C_in]` → `[B, C_out, H, W]`
+pub fn pointwise_gated(xs: &Tensor, weight: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    let (b, c_in, h, w) = xs.dims4()?;
+    let weights = gated_weights(weight, gate)?;
+    let c_out = weights.dim(1)?;
+    weights
+        .matmul(&xs.reshape((b, c_in, h * w))?)?
+        .reshape((b, c_out, h, w))
+}
+
+/// `[B, C_out, C_in]`: the 1×1 `weight`'s columns scaled by each image's `gate` (`[B, C_in]`).
+fn gated_weights(weight: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    let (c_out, c_in, _, _) = weight.dims4()?;
+    let b = gate.dim(0)?;
+    weight
+        .reshape((1, c_out, c_in))?
+        .broadcast_mul(&gate.reshape((b, 1, c_in))?)
 }
 
 /// The profile's name, shape and FLOPs of a gated 1×1 layer.
@@ -239,6 +261,37 @@ mod tests {
                 max_abs_diff(g1.get(&xs).unwrap(), g2.get(&xs).unwrap()) < 1e-10,
                 "{case:?}"
             );
+        }
+    }
+
+    /// The gated 1×1 product against the convolution of the gated input: values and the
+    /// gradients of input, weight and gate, batch 2, odd sizes.
+    #[test]
+    fn gated_pointwise_equals_the_convolution_of_the_gated_input() {
+        let dev = Device::Cpu;
+        let var = |shape: &[usize]| {
+            Var::from_tensor(&Tensor::randn(0f64, 1., shape, &dev).unwrap()).unwrap()
+        };
+        let (xs, w, gate) = (var(&[2, 5, 3, 7]), var(&[4, 5, 1, 1]), var(&[2, 5]));
+        let ours = super::pointwise_gated(&xs, &w, &gate).unwrap();
+        let gated = xs
+            .broadcast_mul(&gate.reshape((2, 5, 1, 1)).unwrap())
+            .unwrap();
+        let want = gated.conv2d(&w, 0, 1, 1, 1).unwrap();
+        assert!(max_abs_diff(&ours, &want) < 1e-12);
+        let probe = Tensor::randn(0f64, 1., ours.dims(), &dev).unwrap();
+        let grads = |ys: &Tensor| {
+            (ys * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let (g1, g2) = (grads(&ours), grads(&want));
+        for (name, v) in [("x", &xs), ("weight", &w), ("gate", &gate)] {
+            let diff = max_abs_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(diff < 1e-12, "d{name}: {diff}");
         }
     }
 
