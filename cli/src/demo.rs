@@ -25,6 +25,10 @@ pub struct Args {
     /// Training images (validation: a quarter as many).
     #[arg(long, default_value_t = 96, value_parser = crate::flags::positive)]
     images: usize,
+    /// Training seed: weight initialisation, augmentation and batch order (the dataset is the
+    /// same for every seed).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -101,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         lr0: Some(0.002),
         nbs: 4,
         warmup_epochs: 1.0,
+        seed: args.seed,
         ..TrainConfig::default()
     };
     let save_dir = args.dir.join("train");
