@@ -745,8 +745,7 @@ impl GradStore {
     }
 
     /// Adds `grad` to the gradient of `tensor`. The first contribution is stored as it is (made
-    /// contiguous and detached) instead of being added to a fresh tensor of zeroes. It keeps its
-    /// storage alive: a gradient that is a view into a larger buffer pins all of it.
+    /// contiguous, compacted and detached) instead of being added to a fresh tensor of zeroes.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         let grad = match self.0.entry(tensor.id()) {
             Entry::Occupied(entry) => {
