@@ -64,7 +64,11 @@ fn main() -> std::process::ExitCode {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
     }
     allocator::keep_freed_memory();
-    match dispatch(Cli::parse()) {
+    let cli = Cli::parse();
+    // The whole command runs on a worker of candle's thread pool: each parallel section of a
+    // small op is then a fork on that pool instead of a wake-up of sleeping threads by a thread
+    // outside it (the demo's small model trained 1.6× faster; BENCHMARKS.md).
+    match candle::Device::Cpu.with_context(|| dispatch(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));

@@ -13,22 +13,48 @@ use rayon::prelude::*;
 
 use crate::cpu::{cpu_slice, product};
 
-/// The element types the op runs in, with an `exp` that vectorises for f32.
+/// The element types the op runs in, with their softmax rows: f32's are vectorised
+/// ([`crate::softmax_rows`]).
 trait Real: WithDType {
-    fn exp(self) -> Self;
+    /// `row ← softmax(row / root)`, `blocked` entries at −∞.
+    fn softmax_row(row: &mut [Self], blocked: Option<&[bool]>, root: Self);
+    /// `g ← p·(g − p·g)/root`.
+    fn softmax_grad_row(p: &[Self], g: &mut [Self], root: Self);
 }
 
 impl Real for f32 {
-    #[inline(always)]
-    fn exp(self) -> Self {
-        crate::activation::exp_f32(self)
+    fn softmax_row(row: &mut [f32], blocked: Option<&[bool]>, root: f32) {
+        crate::softmax_rows::softmax_row(row, blocked, root)
+    }
+
+    fn softmax_grad_row(p: &[f32], g: &mut [f32], root: f32) {
+        crate::softmax_rows::softmax_grad_row(p, g, root)
     }
 }
 
 impl Real for f64 {
-    #[inline(always)]
-    fn exp(self) -> Self {
-        f64::exp(self)
+    fn softmax_row(row: &mut [f64], blocked: Option<&[bool]>, root: f64) {
+        let mut max = f64::NEG_INFINITY;
+        for (j, s) in row.iter_mut().enumerate() {
+            *s = match blocked {
+                Some(b) if b[j] => f64::NEG_INFINITY,
+                _ => *s / root,
+            };
+            max = max.max(*s);
+        }
+        let mut sum = 0.0;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        row.iter_mut().for_each(|s| *s /= sum);
+    }
+
+    fn softmax_grad_row(p: &[f64], g: &mut [f64], root: f64) {
+        let dot: f64 = p.iter().zip(g.iter()).map(|(p, g)| p * g).sum();
+        for (&p, g) in p.iter().zip(g.iter_mut()) {
+            *g = p * (*g - dot) / root;
+        }
     }
 }
 
@@ -83,25 +109,9 @@ impl Attention {
         // SAFETY: q is lq × d and k lk × d row-major; kᵀ is read through its strides.
         unsafe { head_product((lq, lk, d), p, head.q, (d, 1), head.k, (1, d), one, zero) };
         let root = T::from_f64((d as f64).sqrt());
-        let neg_inf = T::from_f64(f64::NEG_INFINITY);
         for (i, row) in p.chunks_exact_mut(lk).enumerate() {
             let blocked = self.blocked.as_deref().map(|b| &b[i * lk..][..lk]);
-            let mut max = neg_inf;
-            for (j, s) in row.iter_mut().enumerate() {
-                *s = match blocked {
-                    Some(b) if b[j] => neg_inf,
-                    _ => *s / root,
-                };
-                if *s > max {
-                    max = *s;
-                }
-            }
-            let mut sum = zero;
-            for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            row.iter_mut().for_each(|s| *s /= sum);
+            T::softmax_row(row, blocked, root);
         }
     }
 
@@ -165,13 +175,7 @@ impl Attention {
                 }
                 // Softmax backward, then through the division by √d.
                 for (p, g) in p.chunks_exact(lk).zip(grad_s.chunks_exact_mut(lk)) {
-                    let mut dot = zero;
-                    for (&p, &g) in p.iter().zip(g.iter()) {
-                        dot += p * g;
-                    }
-                    for (&p, g) in p.iter().zip(g.iter_mut()) {
-                        *g = p * (*g - dot) / root;
-                    }
+                    T::softmax_grad_row(p, g, root);
                 }
                 // SAFETY: as above; grad_s is lq × lk.
                 unsafe {

@@ -56,6 +56,7 @@ mod huge;
 mod linear;
 mod linear_cpu;
 mod rng;
+mod softmax_rows;
 #[cfg(test)]
 mod testing;
 

@@ -271,21 +271,27 @@ impl Sampler {
         let levels = table.len();
         let dh = dim / heads;
         let mut out = vec![0f32; b * s * dim];
-        // Images in parallel: each scatters only into its own value rows.
+        // Images in parallel: each scatters only into its own value rows. A value element still
+        // sums its contributions in (query, level, point, corner) order.
         out.par_chunks_mut(s * dim)
             .zip(grad.par_chunks(q * dim))
             .enumerate()
             .for_each(|(batch, (out, grad))| {
-                for (o, &g) in grad.iter().enumerate() {
-                    let (bq, c) = (batch * q + o / dim, o % dim);
-                    let head = c / dh;
-                    for (level, &lv) in table.iter().enumerate() {
-                        for p in 0..points {
-                            let i = ((bq * heads + head) * levels + level) * points + p;
-                            let aw = weights[i];
-                            for_each_corner(loc, i, lv, |token, wx, wy, _, _| {
-                                out[token * dim + c] += g * (aw * wx * wy);
-                            });
+                for (o, g) in grad.chunks_exact(dim).enumerate() {
+                    let bq = batch * q + o;
+                    for (head, g) in g.chunks_exact(dh).enumerate() {
+                        for (level, &lv) in table.iter().enumerate() {
+                            for p in 0..points {
+                                let i = ((bq * heads + head) * levels + level) * points + p;
+                                let aw = weights[i];
+                                for_each_corner(loc, i, lv, |token, wx, wy, _, _| {
+                                    let k = aw * wx * wy;
+                                    let row = &mut out[token * dim + head * dh..][..dh];
+                                    for (o, &g) in row.iter_mut().zip(g) {
+                                        *o += g * k;
+                                    }
+                                });
+                            }
                         }
                     }
                 }

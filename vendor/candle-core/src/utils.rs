@@ -380,6 +380,13 @@ pub fn init_global_threadpool() {
 }
 
 fn default_num_threads() -> usize {
+    // Cached: without a CPU mask or capacity files, `num_cpus::get_physical` parses
+    // /proc/cpuinfo, and every matmul asks.
+    static PHYSICAL: OnceLock<usize> = OnceLock::new();
+    *PHYSICAL.get_or_init(detect_num_threads)
+}
+
+fn detect_num_threads() -> usize {
     let physical = {
         #[cfg(target_os = "macos")]
         {
@@ -548,6 +555,7 @@ pub(crate) fn candle_pool() -> &'static rayon::ThreadPool {
     POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(get_num_threads())
+            .stack_size(64 << 20)
             .start_handler(|_| set_thread_affinity())
             .build()
             .expect("failed to build candle rayon threadpool")
