@@ -555,6 +555,8 @@ pub(crate) fn candle_pool() -> &'static rayon::ThreadPool {
     POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(get_num_threads())
+            // `rtdetr` runs whole commands on these workers (`Device::with_context`), and
+            // `Tensor::backward` walks the graph recursively: rayon's 2 MiB default is too small.
             .stack_size(64 << 20)
             .start_handler(|_| set_thread_affinity())
             .build()
