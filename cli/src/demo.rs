@@ -29,6 +29,12 @@ pub struct Args {
     /// same for every seed).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 0.002)]
+    lr0: f64,
+    /// Mosaic is off for the last this many epochs.
+    #[arg(long, default_value_t = 10)]
+    close_mosaic: usize,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -102,7 +108,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // a few dozen steps in the run.
         batch: 4,
         imgsz: args.imgsz,
-        lr0: Some(0.002),
+        lr0: Some(args.lr0),
+        close_mosaic: args.close_mosaic,
         nbs: 4,
         warmup_epochs: 1.0,
         seed: args.seed,

@@ -198,11 +198,15 @@ impl Detector {
             return Ok(vec![]);
         }
         let batch = preprocess::to_batch(images, self.imgsz, &self.device)?.to_dtype(self.dtype)?;
-        let rows =
-            rtdetr_ops::with_precision(self.precision, || self.model.forward_t(&batch, false))?
-                .decoder
-                .detections
-                .to_device(&Device::Cpu)?;
+        // On candle's pool, as `Trainer::run_epoch`: the ops fork there instead of waking it.
+        let rows = self
+            .device
+            .with_context(|| {
+                rtdetr_ops::with_precision(self.precision, || self.model.forward_t(&batch, false))
+            })?
+            .decoder
+            .detections
+            .to_device(&Device::Cpu)?;
         let sizes: Vec<(usize, usize)> = images.iter().map(|&(_, h, w)| (h, w)).collect();
         Ok(postprocess(&rows, &sizes, &self.filter)?
             .into_iter()
