@@ -82,7 +82,9 @@ impl LinearOp {
             let (gt, x) = ((1, out_dim), (in_dim, 1));
             product(dims, &mut grad_w, grad, gt, xs, x, one, zero, threads);
         }
-        let grad_b = grad
+        // Partial sums of fixed row blocks, added in block order: the same bits for any thread
+        // count or work stealing (rayon's `reduce` tree follows the splits).
+        let partials: Vec<Vec<T>> = grad
             .par_chunks(ROWS_PER_JOB * out_dim)
             .map(|rows| {
                 let mut sums = vec![zero; out_dim];
@@ -91,13 +93,11 @@ impl LinearOp {
                 }
                 sums
             })
-            .reduce(
-                || vec![zero; out_dim],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                    a
-                },
-            );
+            .collect();
+        let grad_b = partials.into_iter().fold(vec![zero; out_dim], |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+            a
+        });
         (grad_xs, grad_w, grad_b)
     }
 
@@ -278,6 +278,43 @@ mod tests {
             &reference.forward(&xs.contiguous().unwrap()).unwrap(),
         );
         assert_eq!(diff, 0.0, "transposed input");
+    }
+
+    /// The bias gradient sums 8400 rows in parallel: its bits must not depend on the thread count,
+    /// or a training seed would give another run on another machine.
+    #[test]
+    fn gradients_have_the_same_bits_on_any_thread_count() {
+        let dev = Device::Cpu;
+        let var = |shape: &[usize]| Var::randn(0f32, 1.0, shape, &dev).unwrap();
+        let (xs, weight, bias) = (var(&[4, 2100, 8]), var(&[16, 8]), var(&[16]));
+        let probe = Tensor::randn(0f32, 1.0, (4, 2100, 16), &dev).unwrap();
+        let grads_on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let ys = linear_cpu(&xs, &weight, &bias).unwrap();
+                let g = (ys * &probe)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                [&xs, &weight, &bias].map(|v| g.get(v).unwrap().flatten_all().unwrap())
+            })
+        };
+        let one = grads_on(1);
+        for threads in [2, 3, 7] {
+            for (name, (a, b)) in ["x", "weight", "bias"]
+                .iter()
+                .zip(one.iter().zip(grads_on(threads)))
+            {
+                let (a, b) = (a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+                let same = a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "d{name}: {threads} threads differ from 1");
+            }
+        }
     }
 
     #[test]
