@@ -103,9 +103,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = TrainConfig {
         epochs: args.epochs,
         // Batches of 4, one optimizer step each: twice the steps of batch 8 for the same images,
-        // which a DETR trained from scratch needs more than larger batches (best val mAP50 0.64
-        // at 40 epochs against 0.29 with batch 8; BENCHMARKS.md). Accumulating to 64 would leave
-        // a few dozen steps in the run.
+        // which a DETR trained from scratch needs more than larger batches (best val mAP50
+        // 0.39–0.64 over seeds and builds at 40 epochs against 0.28 with batch 8; BENCHMARKS.md).
+        // Accumulating to 64 would leave a few dozen steps in the run.
         batch: 4,
         imgsz: args.imgsz,
         lr0: Some(args.lr0),
